@@ -1,0 +1,1 @@
+"""docomplete's model tier: the Backend seam (light) and the engine, server and training (heavy)."""

@@ -1,0 +1,118 @@
+"""The Backend seam: prompts + sampling parameters in, scored candidates out.
+
+The LSP server and evalkit talk to a model only through :class:`Backend`. Two implementations
+exist: the in-process engine (``model.client.InProcessBackend``, heavy tier, imported lazily) and
+any OpenAI-compatible ``/v1/completions`` server (``model.client.OpenAIBackend``). This module is
+light tier: it never imports torch.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Literal, Protocol, runtime_checkable
+
+FinishReason = Literal["stop", "length"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class SamplingParams:
+    """How to sample: the OpenAI completions subset that every backend understands.
+
+    ``temperature == 0`` means greedy decoding (then ``n`` identical candidates are pointless,
+    but allowed). ``seed`` makes sampling reproducible on the same backend and hardware.
+    """
+
+    n: int = 1
+    temperature: float = 0.8
+    top_p: float = 0.95
+    max_tokens: int = 128
+    stop: tuple[str, ...] = ()
+    seed: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.n < 1:
+            raise ValueError(f"n must be >= 1, got {self.n}")
+        if not (self.temperature >= 0 and math.isfinite(self.temperature)):
+            raise ValueError(f"temperature must be a finite number >= 0, got {self.temperature}")
+        if not (0 < self.top_p <= 1):
+            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+        if self.max_tokens < 1:
+            raise ValueError(f"max_tokens must be >= 1, got {self.max_tokens}")
+        if any(not s for s in self.stop):
+            raise ValueError("stop sequences must be non-empty strings")
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One sampled continuation of a prompt.
+
+    ``token_logprobs`` are the model's raw log-probabilities of the sampled tokens (before
+    temperature / top-p were applied), one per generated token kept in ``text``; a stop sequence
+    trimmed from the text is not counted.
+    """
+
+    text: str
+    token_logprobs: tuple[float, ...] = ()
+    finish_reason: FinishReason = "length"
+    tokens: tuple[str, ...] = field(default=(), compare=False)
+
+    @property
+    def sum_logprob(self) -> float:
+        return float(sum(self.token_logprobs))
+
+    @property
+    def mean_logprob(self) -> float:
+        """Mean token log-prob; Codex found ranking by the mean beats ranking by the sum."""
+        if not self.token_logprobs:
+            return float("-inf")
+        return self.sum_logprob / len(self.token_logprobs)
+
+
+class BackendError(RuntimeError):
+    """A model backend could not answer; ``str(error)`` is one line that names the fix."""
+
+
+class BackendUnavailable(BackendError):
+    """The model server cannot be reached (connection refused, DNS, timeout)."""
+
+
+class BackendOverloaded(BackendError):
+    """The model server answered 429/503 and kept doing so after our retries."""
+
+
+class BackendRequestError(BackendError):
+    """The backend rejected the request (HTTP 400: an invalid parameter)."""
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """Turns prompts + sampling parameters into candidates; nothing else talks to a model.
+
+    ``complete`` returns one list of ``params.n`` candidates per prompt, in prompt order.
+    Cancelling the awaiting task must stop the work behind it (the HTTP request is closed, the
+    in-process engine stops decoding). ``affinity`` is an optional key (e.g. a document URI) that
+    multi-replica backends use to keep one document on one replica (prefix-cache reuse).
+    """
+
+    name: str
+
+    async def complete(
+        self,
+        prompts: Sequence[str],
+        params: SamplingParams,
+        *,
+        affinity: str | None = None,
+    ) -> list[list[Candidate]]: ...
+
+    def count_tokens(self, text: str) -> int:
+        """Tokens ``text`` costs with this backend's tokenizer (or a close estimate)."""
+        ...
+
+    async def aclose(self) -> None: ...
+
+
+def estimate_tokens(text: str) -> int:
+    """A tokenizer-free estimate (~3.5 characters per token on Python source)."""
+    return max(1, math.ceil(len(text) / 3.5)) if text else 0

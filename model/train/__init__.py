@@ -1,0 +1,1 @@
+"""Training recipes: corpus, tokenizer, pretraining and Codex-S-style fine-tuning (heavy tier)."""

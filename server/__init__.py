@@ -1,0 +1,1 @@
+"""docomplete's LSP server: docstring-conditioned, doctest-verified Python completions."""
