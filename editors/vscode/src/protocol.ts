@@ -1,0 +1,161 @@
+/**
+ * docomplete's custom LSP methods and the shapes we read from them.
+ *
+ * Pure (no `vscode` import) so the Node tests can drive a real server with it. The parsers are
+ * lenient about optional fields: an older or newer server must not break the picker.
+ */
+
+export const CANDIDATES_REQUEST = 'docomplete/candidates';
+export const SHOWN_NOTIFICATION = 'docomplete/shown';
+export const ACCEPT_COMMAND = 'docomplete.accept';
+
+export interface LspPosition {
+    line: number;
+    character: number;
+}
+
+export interface LspRange {
+    start: LspPosition;
+    end: LspPosition;
+}
+
+export interface LspCommand {
+    title: string;
+    command: string;
+    arguments?: unknown[];
+}
+
+export interface DoctestVerdict {
+    passed: number;
+    total: number;
+    status: string;
+}
+
+/** One ranked candidate as the picker shows it. */
+export interface RankedCandidate {
+    /** Text to insert at `range` (or at the cursor when there is no range). */
+    insertText: string;
+    range?: LspRange;
+    /** Mean token log-prob: higher is more likely. */
+    score?: number;
+    doctest?: DoctestVerdict;
+    /** The server's `docomplete.accept` command for this candidate (telemetry). */
+    command?: LspCommand;
+}
+
+export interface CandidatesParams {
+    textDocument: { uri: string };
+    position: LspPosition;
+}
+
+export function candidatesParams(uri: string, position: LspPosition): CandidatesParams {
+    return { textDocument: { uri }, position: { line: position.line, character: position.character } };
+}
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+    return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+function asNumber(value: unknown): number | undefined {
+    return typeof value === 'number' && Number.isFinite(value) ? value : undefined;
+}
+
+function asRange(value: unknown): LspRange | undefined {
+    if (!isRecord(value) || !isRecord(value.start) || !isRecord(value.end)) {
+        return undefined;
+    }
+    const { start, end } = value;
+    const numbers = [start.line, start.character, end.line, end.character].map(asNumber);
+    if (numbers.some((n) => n === undefined)) {
+        return undefined;
+    }
+    const [sl, sc, el, ec] = numbers as number[];
+    return { start: { line: sl, character: sc }, end: { line: el, character: ec } };
+}
+
+function asVerdict(value: unknown): DoctestVerdict | undefined {
+    if (!isRecord(value)) {
+        return undefined;
+    }
+    const passed = asNumber(value.passed);
+    const total = asNumber(value.total);
+    if (passed === undefined || total === undefined) {
+        return undefined;
+    }
+    return { passed, total, status: typeof value.status === 'string' ? value.status : '' };
+}
+
+function asCommand(value: unknown): LspCommand | undefined {
+    if (!isRecord(value) || typeof value.command !== 'string') {
+        return undefined;
+    }
+    return {
+        title: typeof value.title === 'string' ? value.title : '',
+        command: value.command,
+        arguments: Array.isArray(value.arguments) ? value.arguments : undefined,
+    };
+}
+
+/** Reads one candidate; `undefined` when it carries no text to insert. */
+export function parseCandidate(value: unknown): RankedCandidate | undefined {
+    if (!isRecord(value)) {
+        return undefined;
+    }
+    const text = [value.insertText, value.text].find((t) => typeof t === 'string') as
+        | string
+        | undefined;
+    if (text === undefined || text === '') {
+        return undefined;
+    }
+    const doctestSource = value.doctest ?? value.verdict;
+    return {
+        insertText: text,
+        range: asRange(value.range),
+        score: asNumber(value.score) ?? asNumber(value.meanLogprob),
+        doctest: asVerdict(doctestSource),
+        command: asCommand(value.command),
+    };
+}
+
+/** Reads a `docomplete/candidates` result: a list, or an object with a `candidates` list. */
+export function parseCandidatesResult(result: unknown): RankedCandidate[] {
+    const list = Array.isArray(result)
+        ? result
+        : isRecord(result) && Array.isArray(result.candidates)
+          ? result.candidates
+          : [];
+    return list.map(parseCandidate).filter((c): c is RankedCandidate => c !== undefined);
+}
+
+/** Label, description and detail for one picker row. */
+export function describeCandidate(
+    candidate: RankedCandidate,
+    rank: number,
+): { label: string; description: string; detail: string } {
+    const lines = candidate.insertText.split('\n');
+    const firstLine = lines.find((line) => line.trim() !== '')?.trim() ?? '';
+    const facts: string[] = [];
+    if (candidate.doctest) {
+        const { passed, total, status } = candidate.doctest;
+        facts.push(total > 0 ? `doctests ${passed}/${total}` : `doctests: ${status || 'none'}`);
+    }
+    if (candidate.score !== undefined) {
+        facts.push(`score ${candidate.score.toFixed(2)}`);
+    }
+    const more = lines.length > 1 ? ` (+${lines.length - 1} lines)` : '';
+    return {
+        label: `${rank}. ${firstLine}${more}`,
+        description: facts.join(' · '),
+        detail: lines
+            .map((line) => line.trim())
+            .filter((line) => line !== '')
+            .slice(1, 4)
+            .join(' ⏎ '),
+    };
+}
+
+/** Arguments for `docomplete/shown`, taken from the accept command the server attached. */
+export function shownParams(command: LspCommand | undefined): unknown {
+    const first = command?.arguments?.[0];
+    return isRecord(first) ? first : {};
+}
