@@ -1,0 +1,372 @@
+"""Feature registration for the docomplete language server (pygls).
+
+Methods: ``textDocument/inlineCompletion`` (best candidate as ghost text),
+``textDocument/completion`` (fallback: every candidate as an item), ``docomplete/candidates``
+(ranked candidates with scores and verdicts, for a picker), ``docomplete/shown`` and the
+``docomplete.accept`` command (telemetry), ``docomplete/telemetry`` (recent events). The work
+itself lives in :mod:`server.pipeline`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import OrderedDict
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from lsprotocol import types
+from pygls.exceptions import JsonRpcException
+from pygls.lsp.server import LanguageServer
+
+from server.config import CONFIG_SECTION, ServerConfig, config_as_json, parse_config
+from server.context import CompletionSite
+from server.pipeline import (
+    BackendFactory,
+    BackendFailure,
+    CompletionOutcome,
+    CompletionPipeline,
+    RequestLog,
+    default_backend_factory,
+    new_request_id,
+)
+from server.postprocess import insertion_text
+from server.telemetry import TelemetryLog
+
+logger = logging.getLogger("server")
+
+CANDIDATES_METHOD = "docomplete/candidates"
+SHOWN_METHOD = "docomplete/shown"
+TELEMETRY_METHOD = "docomplete/telemetry"
+ACCEPT_COMMAND = "docomplete.accept"
+
+#: LSP's RequestFailed: the request was valid but the server could not answer it.
+REQUEST_FAILED = -32803
+
+VERSION = "0.1.0"
+
+
+class RequestFailed(JsonRpcException):
+    CODE = REQUEST_FAILED
+    MESSAGE = "Request failed"
+
+
+class DocompleteServer(LanguageServer):
+    """The language server plus its state: settings, pipeline, telemetry, in-flight requests."""
+
+    def __init__(
+        self,
+        *,
+        backend_factory: BackendFactory = default_backend_factory,
+        log_dir: Path | None = None,
+    ) -> None:
+        super().__init__("docomplete", VERSION)
+        self.config = ServerConfig()
+        self.pipeline = CompletionPipeline(backend_factory=backend_factory)
+        self.log_dir = log_dir
+        self.telemetry = TelemetryLog(log_dir / "telemetry.jsonl" if log_dir else None)
+        self.config_ready: asyncio.Event | None = None
+        self.inflight: dict[str, asyncio.Task[Any]] = {}
+        self.outcomes: OrderedDict[str, CompletionOutcome] = OrderedDict()
+
+    # -- settings ---------------------------------------------------------------------------
+
+    def apply_settings(self, options: Any) -> None:
+        config, problems = parse_config(options, self.config)
+        self.config = config
+        level = {"error": logging.ERROR, "warning": logging.WARNING, "info": logging.INFO}
+        logging.getLogger("server").setLevel(level.get(config.log_level, logging.DEBUG))
+        if config.telemetry_file:
+            self.telemetry.set_path(Path(config.telemetry_file).expanduser())
+        for problem in problems:
+            logger.warning(problem)
+            self.window_show_message(
+                types.ShowMessageParams(type=types.MessageType.Warning, message=problem)
+            )
+
+    async def pull_settings(self) -> None:
+        """Ask the client for the ``docomplete`` section (when it supports that)."""
+        workspace = self.client_capabilities.workspace
+        if workspace is None or not workspace.configuration:
+            return
+        try:
+            result = await asyncio.wait_for(
+                self.workspace_configuration_async(
+                    types.ConfigurationParams(
+                        items=[types.ConfigurationItem(section=CONFIG_SECTION)]
+                    )
+                ),
+                timeout=5.0,
+            )
+        except Exception as exc:  # a client that cannot answer keeps the current settings
+            logger.info("workspace/configuration failed: %s", exc)
+            return
+        if result and isinstance(result[0], Mapping):
+            self.apply_settings(result[0])
+
+    async def settings(self) -> ServerConfig:
+        """Current settings, waiting briefly for the first workspace/configuration answer."""
+        if self.config_ready is not None and not self.config_ready.is_set():
+            try:
+                await asyncio.wait_for(self.config_ready.wait(), timeout=5.0)
+            except TimeoutError:
+                pass
+        return self.config
+
+    # -- completion ---------------------------------------------------------------------------
+
+    def remember(self, outcome: CompletionOutcome) -> None:
+        self.outcomes[outcome.request_id] = outcome
+        while len(self.outcomes) > 200:
+            self.outcomes.popitem(last=False)
+
+    async def run_completion(
+        self, uri: str, position: types.Position, method: str
+    ) -> CompletionOutcome | None:
+        """Find the site, cancel this document's previous request, run the pipeline."""
+        config = await self.settings()
+        document = self.workspace.get_text_document(uri)
+        offset = document.offset_at_position(position)
+        source = document.source
+        line = source.count("\n", 0, offset)
+        character = offset - (source.rfind("\n", 0, offset) + 1)
+        site = self.pipeline.find_site(config, source, line, character)
+        request_id = new_request_id()
+        log = RequestLog(logger, {"request_id": request_id})
+        if site is None:
+            log.debug("%s at %s:%d:%d: no body wanted here", method, uri, line, character)
+            return None
+        log.info("%s %s:%d:%d in %s()", method, uri, line, character, site.function_name)
+
+        # "Cancel previous": a new request for a document makes the old one worthless.
+        current = asyncio.current_task()
+        previous = self.inflight.get(uri)
+        if previous is not None and previous is not current and not previous.done():
+            log.info("cancelling the previous request for this document")
+            previous.cancel()
+        if current is not None:
+            self.inflight[uri] = current
+        try:
+            outcome = await self.pipeline.complete(
+                site, config, request_id=request_id, affinity=uri
+            )
+        except BackendFailure as failure:
+            if failure.first_of_outage:
+                self.window_show_message(
+                    types.ShowMessageParams(
+                        type=types.MessageType.Error,
+                        message=f"docomplete: {failure.error}",
+                    )
+                )
+            raise RequestFailed(f"docomplete: {failure.error}") from None
+        except asyncio.CancelledError:
+            log.info("cancelled")
+            raise
+        finally:
+            if current is not None and self.inflight.get(uri) is current:
+                del self.inflight[uri]
+        self.remember(outcome)
+        self.telemetry.record(
+            "completion",
+            requestId=request_id,
+            uri=uri,
+            method=method,
+            function=site.function_name,
+            arm=outcome.arm,
+            temperature=outcome.params.temperature,
+            topP=outcome.params.top_p,
+            n=outcome.params.n,
+            candidates=len(outcome.ranked),
+            fromCache=outcome.from_cache,
+            bestDoctest=outcome.ranked[0].doctest.status if outcome.ranked else None,
+            latencyMs=round(outcome.timings_ms.get("total", 0.0), 1),
+        )
+        return outcome
+
+
+def _cursor_range(site: CompletionSite) -> types.Range:
+    cursor = types.Position(line=site.cursor_line, character=site.cursor_character)
+    return types.Range(start=cursor, end=cursor)
+
+
+def _accept_command(outcome: CompletionOutcome, index: int) -> types.Command:
+    return types.Command(
+        title="docomplete: accepted",
+        command=ACCEPT_COMMAND,
+        arguments=[{"requestId": outcome.request_id, "index": index}],
+    )
+
+
+def _get(params: Any, name: str, default: Any = None) -> Any:
+    """Field access for custom methods, whose params arrive as plain objects or dicts."""
+    if isinstance(params, Mapping):
+        return params.get(name, default)
+    return getattr(params, name, default)
+
+
+def _position_from(params: Any) -> tuple[str, types.Position]:
+    document = _get(params, "textDocument")
+    position = _get(params, "position")
+    uri = _get(document, "uri") if document is not None else None
+    line = _get(position, "line") if position is not None else None
+    character = _get(position, "character") if position is not None else None
+    if not isinstance(uri, str) or not isinstance(line, int) or not isinstance(character, int):
+        raise JsonRpcException(
+            code=-32602,
+            message="docomplete/candidates needs {textDocument: {uri}, position: {line, character}}",
+        )
+    return uri, types.Position(line=line, character=character)
+
+
+def create_server(
+    *,
+    backend_factory: BackendFactory = default_backend_factory,
+    log_dir: Path | None = None,
+) -> DocompleteServer:
+    server = DocompleteServer(backend_factory=backend_factory, log_dir=log_dir)
+
+    @server.feature(types.INITIALIZE)
+    def initialize(ls: DocompleteServer, params: types.InitializeParams) -> None:
+        ls.config_ready = asyncio.Event()
+        ls.apply_settings(params.initialization_options)
+
+    @server.feature(types.INITIALIZED)
+    async def initialized(ls: DocompleteServer, params: types.InitializedParams) -> None:
+        try:
+            await ls.pull_settings()
+        finally:
+            if ls.config_ready is not None:
+                ls.config_ready.set()
+
+    @server.feature(types.WORKSPACE_DID_CHANGE_CONFIGURATION)
+    async def did_change_configuration(
+        ls: DocompleteServer, params: types.DidChangeConfigurationParams
+    ) -> None:
+        settings = params.settings
+        if isinstance(settings, Mapping) and settings:
+            ls.apply_settings(settings)
+        else:
+            # Clients that only signal "something changed" expect us to pull.
+            await ls.pull_settings()
+
+    @server.feature(types.SHUTDOWN)
+    async def shutdown(ls: DocompleteServer, params: None) -> None:
+        for task in list(ls.inflight.values()):
+            task.cancel()
+        await ls.pipeline.aclose()
+
+    @server.feature(types.TEXT_DOCUMENT_INLINE_COMPLETION, types.InlineCompletionOptions())
+    async def inline_completion(
+        ls: DocompleteServer, params: types.InlineCompletionParams
+    ) -> types.InlineCompletionList:
+        outcome = await ls.run_completion(
+            params.text_document.uri, params.position, "inlineCompletion"
+        )
+        if outcome is None:
+            return types.InlineCompletionList(items=[])
+        items = [
+            types.InlineCompletionItem(
+                insert_text=insertion_text(outcome.site, ranked.continuation),
+                range=_cursor_range(outcome.site),
+                command=_accept_command(outcome, index),
+            )
+            for index, ranked in enumerate(outcome.ranked)
+        ]
+        return types.InlineCompletionList(items=items)
+
+    @server.feature(
+        types.TEXT_DOCUMENT_COMPLETION,
+        types.CompletionOptions(resolve_provider=False),
+    )
+    async def completion(
+        ls: DocompleteServer, params: types.CompletionParams
+    ) -> types.CompletionList:
+        outcome = await ls.run_completion(params.text_document.uri, params.position, "completion")
+        if outcome is None:
+            return types.CompletionList(is_incomplete=False, items=[])
+        items = []
+        for index, ranked in enumerate(outcome.ranked):
+            text = insertion_text(outcome.site, ranked.continuation)
+            first_line = next((line.strip() for line in text.split("\n") if line.strip()), text)
+            documentation = (
+                f"**{ranked.verdict_text()}**\n\n```python\n{ranked.source.rstrip()}\n```"
+            )
+            items.append(
+                types.CompletionItem(
+                    label=first_line[:60],
+                    kind=types.CompletionItemKind.Snippet,
+                    detail=f"docomplete #{index + 1}: {ranked.verdict_text()}",
+                    documentation=types.MarkupContent(
+                        kind=types.MarkupKind.Markdown, value=documentation
+                    ),
+                    sort_text=f"{index:04d}",
+                    filter_text=first_line,
+                    insert_text_format=types.InsertTextFormat.PlainText,
+                    text_edit=types.TextEdit(range=_cursor_range(outcome.site), new_text=text),
+                    command=_accept_command(outcome, index),
+                )
+            )
+        return types.CompletionList(is_incomplete=True, items=items)
+
+    @server.feature(CANDIDATES_METHOD)
+    async def candidates(ls: DocompleteServer, params: Any) -> dict[str, Any]:
+        uri, position = _position_from(params)
+        outcome = await ls.run_completion(uri, position, "candidates")
+        if outcome is None:
+            return {"requestId": None, "function": None, "candidates": []}
+        return {
+            "requestId": outcome.request_id,
+            "function": outcome.site.function_name,
+            "arm": outcome.arm,
+            "fromCache": outcome.from_cache,
+            "timingsMs": {k: round(v, 1) for k, v in outcome.timings_ms.items()},
+            "settings": config_as_json(ls.config),
+            "candidates": [
+                {
+                    "rank": index + 1,
+                    "insertText": insertion_text(outcome.site, ranked.continuation),
+                    "function": ranked.source,
+                    **ranked.as_json(),
+                }
+                for index, ranked in enumerate(outcome.ranked)
+            ],
+        }
+
+    @server.feature(SHOWN_METHOD)
+    def shown(ls: DocompleteServer, params: Any) -> None:
+        request_id = _get(params, "requestId")
+        index = _get(params, "index", 0)
+        outcome = ls.outcomes.get(str(request_id))
+        ls.telemetry.record(
+            "shown",
+            requestId=request_id,
+            index=index,
+            arm=outcome.arm if outcome else None,
+        )
+
+    @server.command(ACCEPT_COMMAND)
+    def accept(ls: DocompleteServer, *arguments: Any) -> None:
+        details = arguments[0] if arguments and isinstance(arguments[0], Mapping) else {}
+        request_id = details.get("requestId")
+        index = details.get("index", 0)
+        outcome = ls.outcomes.get(str(request_id))
+        ranked = (
+            outcome.ranked[index]
+            if outcome and isinstance(index, int) and 0 <= index < len(outcome.ranked)
+            else None
+        )
+        ls.telemetry.record(
+            "accepted",
+            requestId=request_id,
+            index=index,
+            arm=outcome.arm if outcome else None,
+            temperature=outcome.params.temperature if outcome else None,
+            doctest=ranked.doctest.status if ranked else None,
+        )
+
+    @server.feature(TELEMETRY_METHOD)
+    def telemetry(ls: DocompleteServer, params: Any) -> dict[str, Any]:
+        return {"events": list(ls.telemetry.recent)}
+
+    return server

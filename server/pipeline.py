@@ -1,0 +1,307 @@
+"""The completion pipeline: context → cache → backend → post-process → doctests → ranking.
+
+One request id is threaded through every log line of a request. Backend failures are turned
+into one user-facing message per outage; while the backend is down, requests fail fast instead
+of waiting on it again, and the first request after a short pause probes whether it is back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import itertools
+import logging
+import time
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass, field
+from typing import Any
+
+from model.protocol import (
+    Backend,
+    BackendError,
+    BackendUnavailable,
+    SamplingParams,
+    estimate_tokens,
+)
+from server.cache import CompletionCache
+from server.config import ServerConfig
+from server.context import CompletionSite, find_completion_site
+from server.doctest_filter import extract_examples, run_examples
+from server.postprocess import STOP_SEQUENCES, clean_candidates, syntax_checkable
+from server.ranking import DoctestOutcome, RankedCandidate, rank_candidates
+
+logger = logging.getLogger("server.pipeline")
+
+_request_numbers = itertools.count(1)
+
+
+def new_request_id() -> str:
+    return f"r{next(_request_numbers):05d}"
+
+
+class RequestLog(logging.LoggerAdapter):
+    """Prefixes every message with the request id."""
+
+    def process(self, msg: Any, kwargs: Any) -> tuple[Any, Any]:
+        return f"[{self.extra['request_id'] if self.extra else '-'}] {msg}", kwargs
+
+
+@dataclass
+class BackendHealth:
+    """Tracks outages so the user sees one message per outage, not one per keystroke."""
+
+    retry_after_s: float = 1.0
+    down_since: float | None = None
+    last_failure: float = 0.0
+    last_error: BackendError | None = None
+    clock: Callable[[], float] = time.monotonic
+
+    def should_fail_fast(self) -> BackendError | None:
+        if self.down_since is None or self.last_error is None:
+            return None
+        if self.clock() - self.last_failure < self.retry_after_s:
+            return self.last_error
+        return None  # time to probe again
+
+    def record_failure(self, error: BackendError) -> bool:
+        """Returns True when this failure starts an outage (the moment to tell the user)."""
+        first = self.down_since is None
+        now = self.clock()
+        if first:
+            self.down_since = now
+        self.last_failure = now
+        self.last_error = error
+        return first
+
+    def record_success(self) -> bool:
+        """Returns True when this success ends an outage."""
+        recovered = self.down_since is not None
+        self.down_since = None
+        self.last_error = None
+        return recovered
+
+
+class BackendFailure(Exception):
+    """A request failed because of the backend; ``first_of_outage`` says whether to tell."""
+
+    def __init__(self, error: BackendError, *, first_of_outage: bool) -> None:
+        super().__init__(str(error))
+        self.error = error
+        self.first_of_outage = first_of_outage
+
+
+@dataclass
+class CompletionOutcome:
+    request_id: str
+    site: CompletionSite
+    ranked: list[RankedCandidate]
+    from_cache: str | None  # None, "exact" or "typed-ahead"
+    arm: str | None
+    params: SamplingParams
+    timings_ms: dict[str, float] = field(default_factory=dict)
+    raw_count: int = 0
+
+
+BackendFactory = Callable[[tuple[str, ...], str | None], Backend]
+
+
+def default_backend_factory(spec: tuple[str, ...], model_path: str | None) -> Backend:
+    from model.client import make_backend
+
+    target: str | list[str] = spec[0] if spec == ("embedded",) else list(spec)
+    return make_backend(target, model_path=model_path)
+
+
+def pick_arm(config: ServerConfig, prompt: str) -> dict[str, Any] | None:
+    """A deterministic A/B arm for this prompt (the same request always gets the same arm)."""
+    if not config.ab_arms:
+        return None
+    digest = int(hashlib.sha1(prompt.encode("utf-8")).hexdigest()[:8], 16)
+    return config.ab_arms[digest % len(config.ab_arms)]
+
+
+def sampling_params(config: ServerConfig, arm: dict[str, Any] | None) -> SamplingParams:
+    return SamplingParams(
+        n=config.n,
+        temperature=float(
+            arm.get("temperature", config.temperature) if arm else config.temperature
+        ),
+        top_p=float(arm.get("topP", config.top_p) if arm else config.top_p),
+        max_tokens=config.max_tokens,
+        stop=STOP_SEQUENCES,
+    )
+
+
+class CompletionPipeline:
+    """Owns the backend, the cache and the health state; one instance per server."""
+
+    def __init__(
+        self,
+        *,
+        backend_factory: BackendFactory = default_backend_factory,
+        cache: CompletionCache | None = None,
+        health: BackendHealth | None = None,
+    ) -> None:
+        self._backend_factory = backend_factory
+        self._backend: Backend | None = None
+        self._backend_key: tuple[tuple[str, ...], str | None] | None = None
+        self._backend_lock = asyncio.Lock()
+        self.cache = cache or CompletionCache()
+        self.health = health or BackendHealth()
+
+    async def backend(self, config: ServerConfig) -> Backend:
+        """The backend for ``config``, built on first use and rebuilt when its spec changes."""
+        key = (config.backend, config.model_path)
+        async with self._backend_lock:
+            if self._backend is not None and self._backend_key == key:
+                return self._backend
+            old, self._backend = self._backend, None
+            if old is not None:
+                await old.aclose()
+            # Building the embedded backend loads a model: keep the event loop responsive.
+            try:
+                backend = await asyncio.to_thread(self._backend_factory, *key)
+            except BackendError:
+                raise
+            except Exception as exc:  # e.g. a missing model directory: one clear message
+                raise BackendUnavailable(f"could not start the model backend: {exc}") from exc
+            self._backend, self._backend_key = backend, key
+            self.health.record_success()
+            self.cache.clear()
+            return backend
+
+    async def aclose(self) -> None:
+        if self._backend is not None:
+            await self._backend.aclose()
+            self._backend = None
+
+    def count_tokens(self) -> Callable[[str], int]:
+        backend = self._backend
+        return backend.count_tokens if backend is not None else estimate_tokens
+
+    def find_site(
+        self, config: ServerConfig, source: str, line: int, character: int
+    ) -> CompletionSite | None:
+        return find_completion_site(
+            source,
+            line,
+            character,
+            context_tokens=config.context_tokens,
+            count_tokens=self.count_tokens(),
+        )
+
+    async def complete(
+        self,
+        site: CompletionSite,
+        config: ServerConfig,
+        *,
+        request_id: str,
+        affinity: str | None = None,
+    ) -> CompletionOutcome:
+        log = RequestLog(logger, {"request_id": request_id})
+        started = time.perf_counter()
+        arm = pick_arm(config, site.prompt)
+        params = sampling_params(config, arm)
+        arm_name = str(arm["name"]) if arm else None
+        settings = (params, config.doctest_filter, config.doctest_timeout, config.backend)
+        suffix_key = tuple(line.strip() for line in site.suffix.split("\n") if line.strip())
+        key: Hashable = (site.prompt, suffix_key, settings)
+        log.debug(
+            "function %s, prompt %d chars, arm %s", site.function_name, len(site.prompt), arm_name
+        )
+
+        cached = self.cache.get(key)
+        how: str | None = "exact"
+        if cached is None:
+            cached = self.cache.typed_ahead(
+                site.prompt, lambda k: isinstance(k, tuple) and k[2] == settings
+            )
+            how = "typed-ahead"
+        if cached is not None:
+            elapsed = (time.perf_counter() - started) * 1000
+            log.info("cache hit (%s): %d candidates in %.1f ms", how, len(cached.ranked), elapsed)
+            return CompletionOutcome(
+                request_id, site, list(cached.ranked), how, cached.arm, params, {"total": elapsed}
+            )
+
+        raw = await self._sample(site, config, params, affinity, log)
+        sampled = time.perf_counter()
+        clean = clean_candidates(site, raw, check_syntax=syntax_checkable(site))
+        cleaned = time.perf_counter()
+        outcomes = await self._doctests(site, config, [c.source for c in clean], log)
+        checked = time.perf_counter()
+        ranked = rank_candidates(clean, outcomes)
+        timings = {
+            "sample": (sampled - started) * 1000,
+            "postprocess": (cleaned - sampled) * 1000,
+            "doctest": (checked - cleaned) * 1000,
+            "total": (time.perf_counter() - started) * 1000,
+        }
+        log.info(
+            "%d sampled, %d kept, best %s; %s",
+            len(raw),
+            len(ranked),
+            ranked[0].verdict_text() if ranked else "-",
+            ", ".join(f"{k} {v:.0f} ms" for k, v in timings.items()),
+        )
+        self.cache.put(key, site.prompt, ranked, arm_name)
+        return CompletionOutcome(
+            request_id, site, ranked, None, arm_name, params, timings, raw_count=len(raw)
+        )
+
+    async def _sample(
+        self,
+        site: CompletionSite,
+        config: ServerConfig,
+        params: SamplingParams,
+        affinity: str | None,
+        log: logging.LoggerAdapter,
+    ) -> list:
+        failing = self.health.should_fail_fast()
+        if failing is not None:
+            log.info("backend still down, failing fast: %s", failing)
+            raise BackendFailure(failing, first_of_outage=False)
+        try:
+            backend = await self.backend(config)
+            results = await asyncio.wait_for(
+                backend.complete([site.prompt], params, affinity=affinity),
+                timeout=config.request_timeout,
+            )
+        except TimeoutError:
+            error: BackendError = BackendUnavailable(
+                f"the model backend did not answer within {config.request_timeout:g} s; "
+                "check that it is running, or raise docomplete.requestTimeout"
+            )
+            raise BackendFailure(error, first_of_outage=self.health.record_failure(error)) from None
+        except BackendError as exc:
+            log.warning("backend error: %s", exc)
+            raise BackendFailure(exc, first_of_outage=self.health.record_failure(exc)) from exc
+        if self.health.record_success():
+            log.info("backend reachable again")
+        return list(results[0]) if results else []
+
+    async def _doctests(
+        self,
+        site: CompletionSite,
+        config: ServerConfig,
+        sources: list[str],
+        log: logging.LoggerAdapter,
+    ) -> list[DoctestOutcome]:
+        if not sources:
+            return []
+        if not config.doctest_filter:
+            return [DoctestOutcome(status="disabled") for _ in sources]
+        examples = extract_examples(site.docstring)
+        if not examples:
+            return [DoctestOutcome(status="no-examples") for _ in sources]
+        if site.is_method:
+            return [DoctestOutcome(total=len(examples), status="skipped") for _ in sources]
+        log.debug("running %d examples against %d candidates", len(examples), len(sources))
+        # The sandbox run blocks; a worker thread keeps other requests (and cancels) flowing.
+        return await asyncio.to_thread(
+            run_examples,
+            site.module_context,
+            sources,
+            examples,
+            timeout_s=config.doctest_timeout,
+        )
