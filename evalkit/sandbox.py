@@ -1,0 +1,693 @@
+"""Run untrusted generated Python in layers of isolation; shared by evalkit and the doctest filter.
+
+Layers (``docomplete sandbox check`` prints which are active here):
+
+* **bubblewrap** (main layer): every namespace unshared (no network, own pid namespace with the
+  harness as pid 1), only ``/usr`` (and the interpreter's prefix) bound read-only, size-capped
+  tmpfs scratch dirs, run as uid 65534 (dropped *before* bwrap, so the kernel sees nobody);
+* **rlimits** always: address space, CPU, file size, open files, processes, no core files;
+* **process-tree kill** after every program (``kill(-1)`` as the namespace's pid 1, or a child
+  subreaper scan in the fallback) and **output caps** read by the harness itself;
+* **cgroups** (v1 memory + pids) per sandboxed process when ``/sys/fs/cgroup`` is writable.
+
+Without bubblewrap (or without user namespaces) a weaker fallback runs the same harness with
+only uid drop + rlimits + subreaper + cgroups, and says so once in the log.
+
+Throughput comes from a warm fork server: one sandboxed harness per worker serves many
+programs, each in a fresh forked child with its own limits, killed with its whole tree before
+the next starts. What this does NOT protect against: kernel exploits; code that searches its
+own memory for the verdict nonce, or starts threads / audit hooks that tamper with the test
+after the program returns (those can forge a "passed", though they stay contained); reading
+the world-readable files under ``/usr`` inside the sandbox; and, in the fallback, reading
+files readable by uid 65534, network access, and signalling other processes of that uid.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import functools
+import json
+import logging
+import os
+import selectors
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections import deque
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from evalkit.sandbox_harness import FRAME_HEADER
+
+logger = logging.getLogger(__name__)
+
+STATUSES = ("passed", "failed", "timeout", "memory", "crashed", "output_limit")
+SANDBOX_UID = 65534
+DEFAULT_OUTPUT_LIMIT = 1 << 20
+DEFAULT_TAIL_BYTES = 16 << 10
+SCRATCH_MB = 64
+FILE_SIZE_MB = 32
+PIDS_PER_SANDBOX = 256
+HARNESS_OVERHEAD_MB = 160
+# Extra wall time the runner grants a harness beyond a job's own timeout before it gives up
+# on the whole sandbox (start-up under load, cleanup, a slow machine).
+WATCHDOG_GRACE_S = 10.0
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+Isolation = str  # "auto" | "bwrap" | "fallback"
+
+
+class SandboxError(RuntimeError):
+    """The sandbox itself cannot run here (not a verdict about the program)."""
+
+
+@dataclasses.dataclass
+class ExecutionResult:
+    """What happened to one program: a status from ``STATUSES`` plus output tails."""
+
+    status: str
+    exit_code: int | None
+    stdout: str
+    stderr: str
+    duration_s: float
+
+    @property
+    def passed(self) -> bool:
+        return self.status == "passed"
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+# ---------------------------------------------------------------- layer detection
+
+
+@dataclasses.dataclass(frozen=True)
+class SandboxLayers:
+    """Which isolation layers this machine supports (detected once per process)."""
+
+    python: str
+    bwrap: str | None
+    bwrap_error: str | None
+    drop_uid: bool
+    cgroups: bool
+    extra_ro_binds: tuple[str, ...]
+
+    def describe(self, isolation: Isolation = "auto") -> list[tuple[str, bool, str]]:
+        mode = resolve_isolation(isolation, self)
+        rows = [
+            ("interpreter", True, self.python),
+            (
+                "bubblewrap (namespaces, no network, read-only /usr, tmpfs scratch)",
+                mode == "bwrap",
+                self.bwrap_error or (self.bwrap or "") if mode != "bwrap" else self.bwrap or "",
+            ),
+            (
+                "unprivileged uid",
+                self.drop_uid,
+                f"uid {SANDBOX_UID}" if self.drop_uid else f"already uid {os.getuid()}",
+            ),
+            ("rlimits (AS, CPU, FSIZE, NOFILE, NPROC, CORE=0)", True, "per program"),
+            (
+                "process-tree kill",
+                True,
+                "kill(-1) as pid 1 of the sandbox"
+                if mode == "bwrap"
+                else "child subreaper + /proc scan",
+            ),
+            (
+                "cgroups v1 (memory + pids per sandbox)",
+                self.cgroups,
+                str(CGROUP_ROOT) if self.cgroups else "not writable",
+            ),
+            ("fallback (weaker isolation)", mode == "fallback", "uid drop + rlimits + subreaper"),
+        ]
+        return rows
+
+
+def _as_sandbox_user() -> None:
+    """preexec step: drop root to the unprivileged sandbox uid (NPROC is not enforced on root)."""
+    if os.geteuid() == 0:
+        os.setgroups([])
+        os.setgid(SANDBOX_UID)
+        os.setuid(SANDBOX_UID)
+
+
+def _probe(argv: list[str], timeout: float = 10.0) -> tuple[bool, str]:
+    try:
+        proc = subprocess.run(
+            argv,
+            preexec_fn=_as_sandbox_user,
+            env=_scrubbed_env(),
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            timeout=timeout,
+            cwd="/",
+        )
+    except (OSError, subprocess.SubprocessError) as exc:
+        return False, str(exc)
+    detail = (proc.stdout + proc.stderr).decode(errors="replace").strip()
+    return proc.returncode == 0, detail
+
+
+def _scrubbed_env() -> dict[str, str]:
+    return {"PATH": "/usr/bin:/bin", "HOME": "/tmp", "LANG": "C.UTF-8"}
+
+
+def _interpreter_candidates() -> list[str]:
+    found = []
+    override = os.environ.get("DOCOMPLETE_SANDBOX_PYTHON")
+    if override:
+        found.append(override)
+    found.append(os.path.realpath(sys.executable))
+    found.append(os.path.realpath(os.path.join(sys.base_exec_prefix, "bin", "python3")))
+    for name in ("python3", f"python{sys.version_info[0]}.{sys.version_info[1]}"):
+        path = shutil.which(name, path="/usr/bin:/usr/local/bin:/bin")
+        if path:
+            found.append(os.path.realpath(path))
+    return list(dict.fromkeys(found))
+
+
+@functools.lru_cache(maxsize=1)
+def detect_layers() -> SandboxLayers:
+    """Find an interpreter the sandbox uid can run, and which layers work on this machine."""
+    python = None
+    prefixes: tuple[str, ...] = ()
+    for candidate in _interpreter_candidates():
+        ok, detail = _probe(
+            [candidate, "-I", "-c", "import sys, json, secrets; print(sys.base_prefix)"]
+        )
+        if ok:
+            python = candidate
+            prefix = detail.splitlines()[-1]
+            prefixes = tuple(
+                p
+                for p in {prefix, str(Path(candidate).parent.parent)}
+                if p and not (p == "/usr" or p.startswith("/usr/"))
+            )
+            break
+    if python is None:
+        raise SandboxError(
+            "no Python interpreter is runnable by the sandbox user (uid "
+            f"{SANDBOX_UID}); install python3 from the system packages or set "
+            "DOCOMPLETE_SANDBOX_PYTHON to a world-readable interpreter"
+        )
+    drop_uid = os.geteuid() == 0
+    cgroups = drop_uid and all(
+        os.access(CGROUP_ROOT / controller, os.W_OK) for controller in ("memory", "pids")
+    )
+    bwrap = shutil.which("bwrap")
+    bwrap_error = None
+    if bwrap is None:
+        bwrap_error = "bwrap not installed (apt-get install bubblewrap)"
+    else:
+        ok, detail = _probe(
+            _bwrap_argv(bwrap, python, prefixes, ["--chdir", "/"])
+            + [python, "-I", "-c", "pass"]
+        )
+        if not ok:
+            bwrap = None
+            bwrap_error = f"bwrap cannot create namespaces here: {detail[-300:]}"
+    return SandboxLayers(python, bwrap, bwrap_error, drop_uid, cgroups, prefixes)
+
+
+def resolve_isolation(isolation: Isolation, layers: SandboxLayers) -> str:
+    if isolation not in ("auto", "bwrap", "fallback"):
+        raise ValueError(f"isolation must be auto, bwrap or fallback, not {isolation!r}")
+    if isolation == "fallback":
+        return "fallback"
+    if layers.bwrap is None:
+        if isolation == "bwrap":
+            raise SandboxError(f"bubblewrap isolation requested but unavailable: {layers.bwrap_error}")
+        _warn_fallback_once(layers.bwrap_error or "")
+        return "fallback"
+    return "bwrap"
+
+
+@functools.lru_cache(maxsize=1)
+def _warn_fallback_once(reason: str) -> None:
+    logger.warning(
+        "sandbox: %s; running generated code with WEAKER isolation (uid drop + rlimits + "
+        "subreaper, no namespaces: it can read world-readable files and use the network). "
+        "Install bubblewrap to fix this.",
+        reason,
+    )
+
+
+def _bwrap_argv(
+    bwrap: str, python: str, prefixes: Iterable[str], extra: Sequence[str] = ()
+) -> list[str]:
+    argv = [
+        bwrap,
+        "--unshare-all",
+        "--die-with-parent",
+        "--new-session",
+        "--as-pid-1",
+        "--uid",
+        str(SANDBOX_UID),
+        "--gid",
+        str(SANDBOX_UID),
+        "--ro-bind",
+        "/usr",
+        "/usr",
+    ]
+    for name in ("lib", "lib64", "bin", "sbin"):
+        target = Path("/") / name
+        if target.is_symlink():
+            argv += ["--symlink", os.readlink(target), str(target)]
+        elif target.is_dir():
+            argv += ["--ro-bind", str(target), str(target)]
+    for prefix in prefixes:
+        argv += ["--ro-bind", prefix, prefix]
+    argv += ["--proc", "/proc", "--dev", "/dev"]
+    for scratch in ("/tmp", "/dev/shm"):
+        argv += ["--size", str(SCRATCH_MB << 20), "--tmpfs", scratch]
+    argv += list(extra)
+    return argv
+
+
+# ---------------------------------------------------------------- cgroups
+
+
+class _Cgroups:
+    """A memory + pids cgroup (v1) around one sandboxed harness; removed when closed."""
+
+    _counter = 0
+
+    def __init__(self, memory_mb: int) -> None:
+        _Cgroups._counter += 1
+        name = f"docomplete/{os.getpid()}-{_Cgroups._counter}"
+        self.dirs: list[Path] = []
+        limit = (memory_mb + HARNESS_OVERHEAD_MB) << 20
+        try:
+            for controller, settings in (
+                ("memory", [("memory.limit_in_bytes", limit), ("memory.memsw.limit_in_bytes", limit)]),
+                ("pids", [("pids.max", PIDS_PER_SANDBOX)]),
+            ):
+                path = CGROUP_ROOT / controller / name
+                path.mkdir(parents=True, exist_ok=True)
+                self.dirs.append(path)
+                for filename, value in settings:
+                    with contextlib.suppress(OSError):
+                        (path / filename).write_text(str(value))
+        except OSError as exc:
+            logger.debug("cgroups unavailable: %s", exc)
+            self.close()
+            self.dirs = []
+
+    def join(self) -> None:
+        """preexec step (still root): move the new process into the cgroups."""
+        for path in self.dirs:
+            with open(path / "cgroup.procs", "w") as procs:
+                procs.write(str(os.getpid()))
+
+    def oom_killed(self) -> bool:
+        for path in self.dirs:
+            if path.parent.parent.name == "memory":
+                try:
+                    text = (path / "memory.oom_control").read_text()
+                except OSError:
+                    return False
+                for line in text.splitlines():
+                    key, _, value = line.partition(" ")
+                    if key == "oom_kill" and value.strip() not in ("", "0"):
+                        return True
+        return False
+
+    def close(self) -> None:
+        for path in self.dirs:
+            for _ in range(50):
+                try:
+                    pids = (path / "cgroup.procs").read_text().split()
+                except OSError:
+                    pids = []
+                for pid in pids:
+                    with contextlib.suppress(OSError):
+                        os.kill(int(pid), signal.SIGKILL)
+                try:
+                    path.rmdir()
+                    break
+                except FileNotFoundError:
+                    break
+                except OSError:
+                    time.sleep(0.01)
+
+
+# ---------------------------------------------------------------- one sandboxed harness
+
+
+def _harness_source() -> str:
+    return (Path(__file__).with_name("sandbox_harness.py")).read_text()
+
+
+class _Session:
+    """One sandboxed harness process (a warm fork server) and its cgroups / scratch dir."""
+
+    def __init__(self, mode: str, layers: SandboxLayers, memory_mb: int) -> None:
+        self.mode = mode
+        self.cgroups = _Cgroups(memory_mb) if layers.cgroups else None
+        self.host_tmp: str | None = None
+        source = _harness_source()
+        python_argv = [layers.python, "-I", "-B", "-c", source]
+        if mode == "bwrap":
+            assert layers.bwrap is not None
+            argv = _bwrap_argv(layers.bwrap, layers.python, layers.extra_ro_binds, ["--chdir", "/tmp"])
+            argv += python_argv
+            scratch = ["/tmp", "/dev/shm"]
+            cwd = "/"
+        else:
+            self.host_tmp = tempfile.mkdtemp(prefix="docomplete-sandbox-")
+            if layers.drop_uid:
+                os.chown(self.host_tmp, SANDBOX_UID, SANDBOX_UID)
+            os.chmod(self.host_tmp, 0o700)
+            argv = python_argv
+            scratch = [self.host_tmp]
+            cwd = self.host_tmp
+        nproc = 4096 if self.cgroups and self.cgroups.dirs else 512
+        cgroups = self.cgroups
+
+        def prepare_child() -> None:
+            # Runs in the forked child before exec: cgroups need root, so join them first.
+            if cgroups is not None and cgroups.dirs:
+                cgroups.join()
+            import resource
+
+            resource.setrlimit(resource.RLIMIT_NPROC, (nproc, nproc))
+            resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+            _as_sandbox_user()
+
+        self.proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=_scrubbed_env(),
+            cwd=cwd,
+            preexec_fn=prepare_child,
+            start_new_session=True,
+        )
+        assert self.proc.stdin and self.proc.stdout and self.proc.stderr
+        self.stdout_fd = self.proc.stdout.fileno()
+        self.stderr_fd = self.proc.stderr.fileno()
+        os.set_blocking(self.stdout_fd, False)
+        os.set_blocking(self.stderr_fd, False)
+        self.buffer = bytearray()
+        self.errors = bytearray()
+        self.ready = False
+        self.alive = True
+        self.send({"scratch_dirs": scratch})
+
+    def send(self, payload: dict[str, Any]) -> None:
+        body = json.dumps(payload).encode()
+        assert self.proc.stdin is not None
+        try:
+            self.proc.stdin.write(FRAME_HEADER.pack(len(body)) + body)
+            self.proc.stdin.flush()
+        except (BrokenPipeError, OSError):
+            self.alive = False
+
+    def read_available(self) -> list[dict[str, Any]]:
+        """Read what the harness has written; return complete frames; notice its death."""
+        while True:
+            try:
+                chunk = os.read(self.stdout_fd, 1 << 20)
+            except BlockingIOError:
+                break
+            if not chunk:
+                self.alive = False
+                break
+            self.buffer.extend(chunk)
+        with contextlib.suppress(BlockingIOError, OSError):
+            err = os.read(self.stderr_fd, 1 << 16)
+            if len(self.errors) < (64 << 10):
+                self.errors.extend(err)
+        frames = []
+        while len(self.buffer) >= FRAME_HEADER.size:
+            (size,) = FRAME_HEADER.unpack_from(self.buffer)
+            if len(self.buffer) < FRAME_HEADER.size + size:
+                break
+            body = bytes(self.buffer[FRAME_HEADER.size : FRAME_HEADER.size + size])
+            del self.buffer[: FRAME_HEADER.size + size]
+            frames.append(json.loads(body))
+        return frames
+
+    def close(self) -> None:
+        self.alive = False
+        with contextlib.suppress(OSError):
+            assert self.proc.stdin is not None
+            self.proc.stdin.close()
+        try:
+            self.proc.wait(timeout=2)
+        except subprocess.TimeoutExpired:
+            pass
+        with contextlib.suppress(OSError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        with contextlib.suppress(OSError):
+            self.proc.kill()
+        self.proc.wait()
+        for stream in (self.proc.stdout, self.proc.stderr):
+            if stream is not None:
+                stream.close()
+        if self.cgroups is not None:
+            self.cgroups.close()
+        if self.host_tmp is not None:
+            shutil.rmtree(self.host_tmp, ignore_errors=True)
+
+
+# ---------------------------------------------------------------- the job driver
+
+
+def _job_budget_s(job: dict[str, Any]) -> float:
+    pieces = len(job.get("candidates", [None]))
+    return pieces * (float(job["timeout_s"]) + 1.0) + WATCHDOG_GRACE_S
+
+
+def _lost_result(status: str, detail: str, duration: float) -> dict[str, Any]:
+    return {
+        "status": status,
+        "exit_code": None,
+        "stdout": "",
+        "stderr": detail,
+        "duration_s": duration,
+        "records": [],
+    }
+
+
+def execute_jobs(
+    jobs: Sequence[dict[str, Any]],
+    *,
+    workers: int | None = None,
+    memory_mb: int = 512,
+    isolation: Isolation = "auto",
+) -> list[dict[str, Any]]:
+    """Run harness jobs over ``workers`` warm sandboxes; results in job order.
+
+    A sandbox that dies or stalls (the program killed its harness, the OOM killer, a stuck
+    kernel) costs only its current job, which gets "crashed" / "memory" / "timeout"; a fresh
+    sandbox takes over the rest.
+    """
+    if not jobs:
+        return []
+    layers = detect_layers()
+    mode = resolve_isolation(isolation, layers)
+    workers = max(1, min(workers or os.cpu_count() or 1, len(jobs)))
+    pending = deque(range(len(jobs)))
+    results: list[dict[str, Any] | None] = [None] * len(jobs)
+    slots: list[_Session | None] = [None] * workers
+    in_flight: dict[int, tuple[int, float, float]] = {}  # slot -> (job index, start, deadline)
+    failures_in_a_row = 0
+    selector = selectors.DefaultSelector()
+
+    def retire(slot: int) -> None:
+        session = slots[slot]
+        if session is not None:
+            with contextlib.suppress(KeyError, ValueError):
+                selector.unregister(session.stdout_fd)
+            session.close()
+        slots[slot] = None
+
+    try:
+        while pending or in_flight:
+            for slot in range(workers):
+                if slot in in_flight or not pending:
+                    continue
+                if slots[slot] is None:
+                    if failures_in_a_row >= 3:
+                        raise SandboxError(
+                            "the sandbox failed to start three times in a row: "
+                            + _last_errors.get("text", "")[-500:]
+                        )
+                    session = _Session(mode, layers, memory_mb)
+                    slots[slot] = session
+                    selector.register(session.stdout_fd, selectors.EVENT_READ, slot)
+                index = pending.popleft()
+                session = slots[slot]
+                assert session is not None
+                session.send(jobs[index])
+                now = time.monotonic()
+                in_flight[slot] = (index, now, now + _job_budget_s(jobs[index]))
+            if not in_flight:
+                break
+            timeout = max(0.0, min(d for _, _, d in in_flight.values()) - time.monotonic())
+            for key, _ in selector.select(timeout):
+                slot = key.data
+                session = slots[slot]
+                if session is None:
+                    continue
+                for frame in session.read_available():
+                    if "ready" in frame:
+                        session.ready = True
+                        failures_in_a_row = 0
+                        continue
+                    index, _, _ = in_flight.pop(slot)
+                    results[index] = frame
+                if not session.alive:
+                    if slot in in_flight:
+                        index, started, _ = in_flight.pop(slot)
+                        errors = session.errors.decode(errors="replace")
+                        retire(slot)
+                        if not session.ready:
+                            failures_in_a_row += 1
+                            _last_errors["text"] = errors
+                            pending.appendleft(index)
+                            continue
+                        oom = session.cgroups is not None and session.cgroups.oom_killed()
+                        results[index] = _lost_result(
+                            "memory" if oom else "crashed",
+                            "the sandboxed process was killed while running this program"
+                            + (" (out of memory)" if oom else ""),
+                            time.monotonic() - started,
+                        )
+                    else:
+                        retire(slot)
+            now = time.monotonic()
+            for slot, (index, started, deadline) in list(in_flight.items()):
+                if now >= deadline:
+                    del in_flight[slot]
+                    retire(slot)
+                    results[index] = _lost_result(
+                        "timeout", "the sandbox stopped answering", now - started
+                    )
+    finally:
+        for slot in range(workers):
+            retire(slot)
+        selector.close()
+    return [r if r is not None else _lost_result("crashed", "no result", 0.0) for r in results]
+
+
+_last_errors: dict[str, str] = {}
+
+
+def _base_job(
+    kind: str, timeout_s: float, memory_mb: int, output_limit_bytes: int
+) -> dict[str, Any]:
+    if timeout_s <= 0:
+        raise ValueError("timeout_s must be positive")
+    if memory_mb < 32:
+        raise ValueError("memory_mb must be at least 32")
+    return {
+        "kind": kind,
+        "timeout_s": float(timeout_s),
+        "memory_mb": int(memory_mb),
+        "output_limit_bytes": int(output_limit_bytes),
+        "tail_bytes": DEFAULT_TAIL_BYTES,
+        "file_size_mb": FILE_SIZE_MB,
+    }
+
+
+def _to_result(raw: dict[str, Any]) -> ExecutionResult:
+    return ExecutionResult(
+        status=str(raw["status"]),
+        exit_code=raw.get("exit_code"),
+        stdout=str(raw.get("stdout", "")),
+        stderr=str(raw.get("stderr", "")),
+        duration_s=float(raw.get("duration_s", 0.0)),
+    )
+
+
+# ---------------------------------------------------------------- public API
+
+
+def run(
+    program: str,
+    *,
+    timeout_s: float = 10.0,
+    memory_mb: int = 512,
+    output_limit_bytes: int = DEFAULT_OUTPUT_LIMIT,
+    isolation: Isolation = "auto",
+) -> ExecutionResult:
+    """Run ``program`` like ``python program.py``; "passed" means it exited with status 0."""
+    return run_many(
+        [program],
+        workers=1,
+        timeout_s=timeout_s,
+        memory_mb=memory_mb,
+        output_limit_bytes=output_limit_bytes,
+        isolation=isolation,
+    )[0]
+
+
+def run_many(
+    programs: Sequence[str],
+    *,
+    workers: int | None = None,
+    timeout_s: float = 10.0,
+    memory_mb: int = 512,
+    output_limit_bytes: int = DEFAULT_OUTPUT_LIMIT,
+    isolation: Isolation = "auto",
+) -> list[ExecutionResult]:
+    """:func:`run` for many programs over a pool of warm sandboxes; order preserved."""
+    base = _base_job("run", timeout_s, memory_mb, output_limit_bytes)
+    jobs = [{**base, "program": program} for program in programs]
+    raw = execute_jobs(jobs, workers=workers, memory_mb=memory_mb, isolation=isolation)
+    return [_to_result(r) for r in raw]
+
+
+def check_program(
+    program: str,
+    test: str,
+    *,
+    timeout_s: float = 10.0,
+    memory_mb: int = 512,
+    output_limit_bytes: int = DEFAULT_OUTPUT_LIMIT,
+    isolation: Isolation = "auto",
+    strict_compare: bool = True,
+) -> ExecutionResult:
+    """Run ``program`` then ``test`` in one process; "passed" only if ``test`` reached its end.
+
+    Exiting early (``sys.exit``, ``os._exit``, ``SystemExit``) or printing a success line does
+    not pass. With ``strict_compare`` the test's single comparisons (``==``, ``<``, ``in``, …)
+    only hold for plain data or natively-compared objects, so an object whose ``__eq__`` is
+    always true cannot satisfy ``assert candidate(x) == y``.
+    """
+    return check_many(
+        [(program, test)],
+        workers=1,
+        timeout_s=timeout_s,
+        memory_mb=memory_mb,
+        output_limit_bytes=output_limit_bytes,
+        isolation=isolation,
+        strict_compare=strict_compare,
+    )[0]
+
+
+def check_many(
+    pairs: Iterable[tuple[str, str]],
+    *,
+    workers: int | None = None,
+    timeout_s: float = 10.0,
+    memory_mb: int = 512,
+    output_limit_bytes: int = DEFAULT_OUTPUT_LIMIT,
+    isolation: Isolation = "auto",
+    strict_compare: bool = True,
+) -> list[ExecutionResult]:
+    """:func:`check_program` for many ``(program, test)`` pairs; order preserved."""
+    base = _base_job("check", timeout_s, memory_mb, output_limit_bytes)
+    base["strict_compare"] = strict_compare
+    jobs = [{**base, "program": program, "test": test} for program, test in pairs]
+    raw = execute_jobs(jobs, workers=workers, memory_mb=memory_mb, isolation=isolation)
+    return [_to_result(r) for r in raw]

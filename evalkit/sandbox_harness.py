@@ -1,0 +1,629 @@
+"""Fork server that runs *inside* the sandbox; ``evalkit.sandbox`` starts it and feeds it jobs.
+
+One harness process serves many jobs in turn. Each job (or each doctest candidate) runs in a
+fresh forked child with its own session, rlimits, scrubbed fds and output pipes; after it ends
+every other process the harness can reach is killed before the next job starts, and the
+writable scratch directories are emptied. The harness reads length-prefixed JSON jobs on
+stdin and answers on stdout; the untrusted child never holds those two pipes.
+
+Verdicts: a "check" child proves that the test ran to its end by writing a per-job random
+nonce to a report pipe; doctest children send one nonce-tagged record per example. The
+nonce lives in the child's own memory, so code that deliberately searches its process for it
+(or installs threads/audit hooks that outlive the program) can still forge a verdict; exit
+codes and printed markers cannot. Stdlib only; must run on the sandbox's Python (3.11+).
+"""
+
+from __future__ import annotations
+
+import ast
+import builtins
+import ctypes
+import io
+import json
+import os
+import resource
+import secrets
+import select
+import shutil
+import signal
+import struct
+import sys
+import time
+import traceback
+import types
+from typing import Any
+
+FRAME_HEADER = struct.Struct(">I")
+REPORT_FD = 3
+REPORT_CAP_BYTES = 4 << 20
+READ_CHUNK = 65536
+PR_SET_DUMPABLE = 4
+PR_SET_CHILD_SUBREAPER = 36
+# Imported once here so forked children start warm (HumanEval solutions use these).
+WARM_MODULES = (
+    "math re collections itertools functools string hashlib heapq typing random bisect "
+    "fractions decimal statistics copy operator json datetime"
+).split()
+
+
+# ---------------------------------------------------------------- framing (harness <-> runner)
+
+
+def read_exact(fd: int, size: int) -> bytes | None:
+    chunks: list[bytes] = []
+    while size:
+        chunk = os.read(fd, size)
+        if not chunk:
+            return None
+        chunks.append(chunk)
+        size -= len(chunk)
+    return b"".join(chunks)
+
+
+def read_frame(fd: int) -> Any:
+    header = read_exact(fd, FRAME_HEADER.size)
+    if header is None:
+        return None
+    body = read_exact(fd, FRAME_HEADER.unpack(header)[0])
+    return None if body is None else json.loads(body)
+
+
+def write_frame(fd: int, payload: Any) -> None:
+    body = json.dumps(payload).encode()
+    data = FRAME_HEADER.pack(len(body)) + body
+    while data:
+        data = data[os.write(fd, data) :]
+
+
+# ---------------------------------------------------------------- trusted comparisons for tests
+
+_PLAIN_SCALARS = frozenset({int, float, complex, bool, str, bytes, type(None)})
+_NATIVE_METHOD_TYPES = (
+    types.WrapperDescriptorType,
+    types.MethodDescriptorType,
+    types.BuiltinFunctionType,
+    types.MethodWrapperType,
+)
+_type_mro = type.__dict__["__mro__"].__get__
+_type_dict = type.__dict__["__dict__"].__get__
+
+
+def _native_comparisons(cls: type) -> bool:
+    """True when no class in ``cls``'s MRO defines a comparison method in Python code."""
+    for klass in _type_mro(cls):
+        namespace = _type_dict(klass)
+        for name in ("__eq__", "__ne__", "__lt__", "__le__", "__gt__", "__ge__", "__contains__"):
+            method = namespace.get(name)
+            if method is not None and not isinstance(method, _NATIVE_METHOD_TYPES):
+                return False
+    return True
+
+
+def is_trusted_value(value: object, budget: int = 1_000_000) -> bool:
+    """Plain data (recursively), or objects whose comparisons are implemented natively."""
+    stack = [value]
+    while stack:
+        budget -= 1
+        if budget < 0:
+            return False
+        item = stack.pop()
+        cls = type(item)
+        if cls in _PLAIN_SCALARS:
+            continue
+        if not _native_comparisons(cls):
+            return False
+        # Walk containers with the base type's own iterator: a subclass cannot hide items.
+        if isinstance(item, dict):
+            stack.extend(dict.keys(item))
+            stack.extend(dict.values(item))
+        elif isinstance(item, list):
+            stack.extend(list.__iter__(item))
+        elif isinstance(item, tuple):
+            stack.extend(tuple.__iter__(item))
+        elif isinstance(item, (set, frozenset)):
+            stack.extend(frozenset.__iter__(frozenset(item)))
+    return True
+
+
+_COMPARATORS = {
+    "Eq": lambda a, b: a == b,
+    "NotEq": lambda a, b: a != b,
+    "Lt": lambda a, b: a < b,
+    "LtE": lambda a, b: a <= b,
+    "Gt": lambda a, b: a > b,
+    "GtE": lambda a, b: a >= b,
+    "In": lambda a, b: a in b,
+    "NotIn": lambda a, b: a not in b,
+}
+
+
+def trusted_compare(op: str, left: object, right: object) -> bool:
+    """A comparison the code under test cannot forge: untrusted operands never compare true."""
+    if not (is_trusted_value(left) and is_trusted_value(right)):
+        return op in ("NotEq", "NotIn")
+    return bool(_COMPARATORS[op](left, right))
+
+
+class _StrictComparisons(ast.NodeTransformer):
+    """Rewrites ``a OP b`` (one operator) into ``__docomplete_compare__("OP", a, b)``."""
+
+    def visit_Compare(self, node: ast.Compare) -> ast.AST:
+        self.generic_visit(node)
+        op_name = type(node.ops[0]).__name__
+        if len(node.ops) != 1 or op_name not in _COMPARATORS:
+            return node
+        call = ast.Call(
+            func=ast.Name(id="__docomplete_compare__", ctx=ast.Load()),
+            args=[ast.Constant(op_name), node.left, node.comparators[0]],
+            keywords=[],
+        )
+        return ast.copy_location(call, node)
+
+
+def compile_test(test: str, strict: bool) -> types.CodeType:
+    tree = ast.parse(test, "<test>")
+    if strict:
+        tree = ast.fix_missing_locations(_StrictComparisons().visit(tree))
+    return compile(tree, "<test>", "exec")
+
+
+# ---------------------------------------------------------------- the untrusted child
+
+
+def _set_child_limits(job: dict[str, Any]) -> None:
+    memory = int(job["memory_mb"]) << 20
+    cpu = int(job["timeout_s"]) + 2
+    limits = [
+        (resource.RLIMIT_AS, memory),
+        (resource.RLIMIT_CPU, cpu),
+        (resource.RLIMIT_FSIZE, int(job["file_size_mb"]) << 20),
+        (resource.RLIMIT_NOFILE, 256),
+        (resource.RLIMIT_CORE, 0),
+    ]
+    for which, value in limits:
+        try:
+            resource.setrlimit(which, (value, value))
+        except (ValueError, OSError):
+            resource.setrlimit(which, (min(value, resource.getrlimit(which)[1]),) * 2)
+
+
+def _enter_child(job: dict[str, Any], out_w: int, err_w: int, report_w: int, workdir: str) -> None:
+    os.setsid()
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)
+    os.dup2(out_w, 1)
+    os.dup2(err_w, 2)
+    os.dup2(report_w, REPORT_FD)
+    os.closerange(REPORT_FD + 1, 1 << 16)
+    _set_child_limits(job)
+    try:
+        with open("/proc/self/oom_score_adj", "w") as oom:
+            oom.write("1000")  # under memory pressure, the untrusted child dies first
+    except OSError:
+        pass
+    os.chdir(workdir)
+    os.environ.clear()
+    os.environ.update({"HOME": workdir, "TMPDIR": workdir, "PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"})
+    sys.stdin = sys.__stdin__ = open(0, closefd=False)  # noqa: SIM115
+    sys.stdout = sys.__stdout__ = open(1, "w", closefd=False, errors="backslashreplace")  # noqa: SIM115
+    sys.stderr = sys.__stderr__ = open(  # noqa: SIM115
+        2, "w", closefd=False, errors="backslashreplace", buffering=1
+    )
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+
+
+def _report(nonce: str, record: dict[str, Any]) -> None:
+    data = (nonce + " " + json.dumps(record) + "\n").encode()
+    while data:
+        data = data[os.write(REPORT_FD, data) :]
+
+
+def _flush_std() -> None:
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:
+            pass
+
+
+def _exit_code_of(exc: SystemExit) -> int:
+    code = exc.code
+    if code is None:
+        return 0
+    if isinstance(code, int):
+        return code & 0xFF
+    print(code, file=sys.stderr)
+    return 1
+
+
+def _print_user_traceback(exc: BaseException) -> None:
+    """Print a traceback without the harness's own frames (they mean nothing to the user)."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_frame.f_code.co_filename == "<string>":
+        tb = tb.tb_next
+    traceback.print_exception(type(exc), exc, tb)
+
+
+def _fresh_globals() -> dict[str, Any]:
+    return {"__name__": "__main__", "__builtins__": builtins}
+
+
+def _child_run(job: dict[str, Any], nonce: str) -> int:
+    """Like ``python program.py``: exit status 0 means success."""
+    namespace = _fresh_globals()
+    try:
+        exec(compile(job["program"], "<program>", "exec"), namespace)
+    except SystemExit as exc:
+        return _exit_code_of(exc)
+    except MemoryError:
+        _report(nonce, {"event": "memory"})
+        return 1
+    except BaseException as exc:
+        _print_user_traceback(exc)
+        return 1
+    return 0
+
+
+def _child_check(job: dict[str, Any], nonce: str, pristine_builtins: dict[str, Any]) -> int:
+    """Run program then test; only a test that returns normally earns the nonce."""
+    namespace = _fresh_globals()
+    try:
+        test_code = compile_test(job["test"], bool(job.get("strict_compare", True)))
+        exec(compile(job["program"], "<program>", "exec"), namespace)
+        # Undo the cheapest tampering the program could have done before the test runs.
+        sys.settrace(None)
+        sys.setprofile(None)
+        namespace["__builtins__"] = dict(pristine_builtins)
+        namespace["__docomplete_compare__"] = trusted_compare
+        exec(test_code, namespace)
+    except SystemExit as exc:
+        print(f"program exited with status {exc.code!r} before the test finished", file=sys.stderr)
+        return 1
+    except MemoryError:
+        _report(nonce, {"event": "memory"})
+        return 1
+    except BaseException as exc:
+        _print_user_traceback(exc)
+        return 1
+    _flush_std()
+    _report(nonce, {"event": "done"})
+    return 0
+
+
+def _exception_line(exc: BaseException) -> str:
+    return traceback.format_exception_only(type(exc), exc)[-1]
+
+
+def _child_doctest(job: dict[str, Any], nonce: str) -> int:
+    """Define prelude + candidate, then run each example like doctest does; report outputs."""
+    namespace = _fresh_globals()
+    try:
+        exec(compile(job["prelude"], "<prelude>", "exec"), namespace)
+        exec(compile(job["candidate"], "<candidate>", "exec"), namespace)
+    except MemoryError:
+        _report(nonce, {"event": "memory"})
+        return 1
+    except BaseException as exc:
+        _report(nonce, {"event": "setup_error", "error": _exception_line(exc)})
+        return 1
+    real_stdout = sys.stdout
+    limit = int(job["output_limit_bytes"])
+    for index, source in enumerate(job["examples"]):
+        captured = io.StringIO()
+        sys.stdout = captured
+        sys.displayhook = sys.__displayhook__
+        exc_line: str | None = None
+        try:
+            exec(compile(source, f"<doctest example {index}>", "single"), namespace)
+        except MemoryError:
+            sys.stdout = real_stdout
+            _report(nonce, {"event": "memory"})
+            return 1
+        except BaseException as exc:
+            exc_line = _exception_line(exc)
+        finally:
+            sys.stdout = real_stdout
+        output = captured.getvalue()[:limit]
+        _report(nonce, {"event": "example", "index": index, "output": output, "exception": exc_line})
+    _report(nonce, {"event": "done"})
+    return 0
+
+
+# ---------------------------------------------------------------- the harness (trusted side)
+
+
+class Harness:
+    def __init__(self, config: dict[str, Any]) -> None:
+        self.is_pid1 = os.getpid() == 1
+        self.scratch_dirs: list[str] = list(config["scratch_dirs"])
+        self.workdir = self.scratch_dirs[0]
+        self.pristine_builtins = dict(builtins.__dict__)
+        self.devnull = os.open(os.devnull, os.O_RDONLY)
+
+    # -- process-tree cleanup
+
+    def kill_everything(self) -> None:
+        if self.is_pid1:
+            # As pid 1 of the sandbox's pid namespace, every other process is ours to kill and
+            # every orphan is re-parented to us, so ECHILD means the namespace is empty.
+            for _ in range(1000):
+                try:
+                    os.kill(-1, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                try:
+                    while True:
+                        os.waitpid(-1, 0)
+                except ChildProcessError:
+                    pass
+                try:
+                    os.kill(-1, 0)
+                except ProcessLookupError:
+                    return
+            return
+        # Fallback: we are a child subreaper; orphans of the job come back to us as children.
+        for _ in range(1000):
+            children = self._children()
+            if not children:
+                break
+            for pid in children:
+                for target in (-pid, pid):
+                    try:
+                        os.kill(target, signal.SIGKILL)
+                    except (ProcessLookupError, PermissionError):
+                        pass
+            for pid in children:
+                try:
+                    os.waitpid(pid, 0)
+                except ChildProcessError:
+                    pass
+
+    def _children(self) -> list[int]:
+        me = str(os.getpid())
+        found = []
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry}/stat") as stat:
+                    fields = stat.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if fields[1] == me:
+                found.append(int(entry))
+        return found
+
+    def clean_scratch(self) -> None:
+        for directory in self.scratch_dirs:
+            try:
+                entries = os.listdir(directory)
+            except OSError:
+                continue
+            for name in entries:
+                path = os.path.join(directory, name)
+                try:
+                    if os.path.isdir(path) and not os.path.islink(path):
+                        shutil.rmtree(path, ignore_errors=True)
+                    else:
+                        os.unlink(path)
+                except OSError:
+                    pass
+
+    # -- one child
+
+    def run_child(self, job: dict[str, Any], kind: str) -> dict[str, Any]:
+        nonce = secrets.token_hex(16)
+        out_r, out_w = os.pipe()
+        err_r, err_w = os.pipe()
+        rep_r, rep_w = os.pipe()
+        started = time.monotonic()
+        pid = os.fork()
+        if pid == 0:  # the untrusted child
+            code = 1
+            try:
+                _enter_child(job, out_w, err_w, rep_w, self.workdir)
+                if kind == "run":
+                    code = _child_run(job, nonce)
+                elif kind == "check":
+                    code = _child_check(job, nonce, self.pristine_builtins)
+                else:
+                    code = _child_doctest(job, nonce)
+            except MemoryError:
+                code = 1
+            finally:
+                _flush_std()
+                os._exit(code)
+        for fd in (out_w, err_w, rep_w):
+            os.close(fd)
+        try:
+            return self._supervise(job, pid, nonce, started, out_r, err_r, rep_r)
+        finally:
+            for fd in (out_r, err_r, rep_r):
+                os.close(fd)
+            self.kill_everything()
+            self.clean_scratch()
+
+    def _supervise(
+        self,
+        job: dict[str, Any],
+        pid: int,
+        nonce: str,
+        started: float,
+        out_r: int,
+        err_r: int,
+        rep_r: int,
+    ) -> dict[str, Any]:
+        tail_bytes = int(job["tail_bytes"])
+        output_limit = int(job["output_limit_bytes"])
+        tails = {out_r: bytearray(), err_r: bytearray()}
+        report = bytearray()
+        total_output = 0
+        killed_for: str | None = None
+        deadline = started + float(job["timeout_s"])
+        pidfd = os.pidfd_open(pid)
+        for fd in (out_r, err_r, rep_r):
+            os.set_blocking(fd, False)
+        poller = select.poll()
+        for fd in (out_r, err_r, rep_r, pidfd):
+            poller.register(fd, select.POLLIN)
+        open_fds = {out_r, err_r, rep_r}
+
+        def drain(fd: int, budget: int) -> int:
+            nonlocal total_output
+            got = 0
+            while got < budget:
+                try:
+                    chunk = os.read(fd, READ_CHUNK)
+                except BlockingIOError:
+                    break
+                if not chunk:
+                    open_fds.discard(fd)
+                    poller.unregister(fd)
+                    break
+                got += len(chunk)
+                if fd == rep_r:
+                    if len(report) < REPORT_CAP_BYTES:
+                        report.extend(chunk)
+                    continue
+                total_output += len(chunk)
+                tail = tails[fd]
+                tail.extend(chunk)
+                if len(tail) > tail_bytes:
+                    del tail[: len(tail) - tail_bytes]
+            return got
+
+        exited = False
+        try:
+            while not exited:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    killed_for = "timeout"
+                    break
+                for fd, _event in poller.poll(remaining * 1000):
+                    if fd == pidfd:
+                        exited = True
+                    elif fd in open_fds:
+                        drain(fd, 1 << 20)
+                if total_output > output_limit:
+                    killed_for = "output_limit"
+                    break
+            if killed_for is None:
+                # The child is gone: take what is already buffered, but never wait for a
+                # leftover daemon that still holds the pipes open.
+                for fd in list(open_fds):
+                    drain(fd, output_limit + READ_CHUNK)
+                if total_output > output_limit:
+                    killed_for = "output_limit"
+        finally:
+            poller.unregister(pidfd)
+            os.close(pidfd)
+        if killed_for is not None:
+            try:
+                os.killpg(pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        _, wait_status = os.waitpid(pid, 0)
+        duration = time.monotonic() - started
+        records = []
+        for line in bytes(report).split(b"\n"):
+            prefix, _, body = line.partition(b" ")
+            if prefix.decode(errors="replace") == nonce and body:
+                try:
+                    records.append(json.loads(body))
+                except ValueError:
+                    pass
+        events = {record.get("event") for record in records}
+        exit_code: int | None = None
+        signal_number: int | None = None
+        if os.WIFEXITED(wait_status):
+            exit_code = os.WEXITSTATUS(wait_status)
+        elif os.WIFSIGNALED(wait_status):
+            signal_number = os.WTERMSIG(wait_status)
+            exit_code = -signal_number
+        stderr_tail = bytes(tails[err_r]).decode(errors="replace")
+        if killed_for is not None:
+            status = killed_for
+        elif "memory" in events:
+            status = "memory"
+        elif signal_number == signal.SIGXCPU:
+            status = "timeout"
+        elif signal_number == signal.SIGKILL:
+            status = "memory"  # we did not send it: the kernel's OOM killer did (cgroup limit)
+        elif signal_number is not None:
+            status = "crashed"
+        elif job["kind"] == "run":
+            if exit_code == 0:
+                status = "passed"
+            elif stderr_tail.rstrip().rpartition("\n")[2].startswith("MemoryError"):
+                status = "memory"
+            else:
+                status = "failed"
+        else:
+            status = "passed" if "done" in events and exit_code == 0 else "failed"
+        return {
+            "status": status,
+            "exit_code": exit_code,
+            "stdout": bytes(tails[out_r]).decode(errors="replace"),
+            "stderr": stderr_tail,
+            "duration_s": duration,
+            "records": [r for r in records if r.get("event") in ("example", "setup_error")],
+        }
+
+    def serve(self, job: dict[str, Any]) -> dict[str, Any]:
+        if job["kind"] in ("run", "check"):
+            return self.run_child(job, job["kind"])
+        results = []
+        for candidate in job["candidates"]:
+            results.append(self.run_child({**job, "candidate": candidate}, "doctest"))
+        return {"candidates": results}
+
+
+def _prctl(option: int, value: int) -> None:
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(option, value, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
+
+
+def main() -> None:
+    proto_in = os.dup(0)
+    proto_out = os.dup(1)
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)
+    os.dup2(2, 1)  # a stray print must never corrupt the protocol stream
+    config = read_frame(proto_in)
+    if config is None:
+        return
+    # Non-dumpable: the children (same uid) cannot open /proc/<harness>/fd/* or ptrace us,
+    # so they cannot reach the result stream.
+    _prctl(PR_SET_DUMPABLE, 0)
+    harness = Harness(config)
+    if not harness.is_pid1:
+        _prctl(PR_SET_CHILD_SUBREAPER, 1)
+    for name in WARM_MODULES:
+        try:
+            __import__(name)
+        except ImportError:
+            pass
+    write_frame(proto_out, {"ready": True, "python": sys.version.split()[0]})
+    while True:
+        job = read_frame(proto_in)
+        if job is None:
+            break
+        try:
+            result = harness.serve(job)
+        except Exception as exc:  # a harness bug must not look like a verdict
+            result = {"status": "crashed", "exit_code": None, "stdout": "", "duration_s": 0.0}
+            result["stderr"] = "sandbox harness error: " + _exception_line(exc)
+            result["records"] = []
+        write_frame(proto_out, result)
+    harness.kill_everything()
+
+
+if __name__ == "__main__":
+    main()
