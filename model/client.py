@@ -35,6 +35,7 @@ from model.protocol import (
     BackendRequestError,
     BackendUnavailable,
     Candidate,
+    FinishReason,
     SamplingParams,
     estimate_tokens,
 )
@@ -100,7 +101,7 @@ def parse_completions(body: dict[str, Any], prompt_count: int, n: int) -> list[l
             float(lp) for lp in (logprobs.get("token_logprobs") or []) if lp is not None
         )
         tokens = tuple(str(t) for t in (logprobs.get("tokens") or []))
-        finish = "stop" if choice.get("finish_reason") == "stop" else "length"
+        finish: FinishReason = "stop" if choice.get("finish_reason") == "stop" else "length"
         candidate = Candidate(
             text=str(choice.get("text", "")),
             token_logprobs=token_logprobs,
