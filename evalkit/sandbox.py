@@ -24,25 +24,29 @@ files readable by uid 65534, network access, and signalling other processes of t
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import dataclasses
 import functools
+import itertools
 import json
 import logging
 import os
+import resource
 import selectors
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections import deque
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from evalkit.sandbox_harness import FRAME_HEADER
+from evalkit.sandbox_harness import FRAME_HEADER, WARM_MODULES
 
 logger = logging.getLogger(__name__)
 
@@ -206,8 +210,7 @@ def detect_layers() -> SandboxLayers:
         bwrap_error = "bwrap not installed (apt-get install bubblewrap)"
     else:
         ok, detail = _probe(
-            _bwrap_argv(bwrap, python, prefixes, ["--chdir", "/"])
-            + [python, "-I", "-c", "pass"]
+            [*_bwrap_argv(bwrap, python, prefixes, ["--chdir", "/"]), python, "-I", "-c", "pass"]
         )
         if not ok:
             bwrap = None
@@ -222,7 +225,9 @@ def resolve_isolation(isolation: Isolation, layers: SandboxLayers) -> str:
         return "fallback"
     if layers.bwrap is None:
         if isolation == "bwrap":
-            raise SandboxError(f"bubblewrap isolation requested but unavailable: {layers.bwrap_error}")
+            raise SandboxError(
+                f"bubblewrap isolation requested but unavailable: {layers.bwrap_error}"
+            )
         _warn_fallback_once(layers.bwrap_error or "")
         return "fallback"
     return "bwrap"
@@ -276,16 +281,18 @@ def _bwrap_argv(
 class _Cgroups:
     """A memory + pids cgroup (v1) around one sandboxed harness; removed when closed."""
 
-    _counter = 0
+    _numbers = itertools.count(1)  # next() on it is atomic: sessions may start from threads
 
     def __init__(self, memory_mb: int) -> None:
-        _Cgroups._counter += 1
-        name = f"docomplete/{os.getpid()}-{_Cgroups._counter}"
+        name = f"docomplete/{os.getpid()}-{next(_Cgroups._numbers)}"
         self.dirs: list[Path] = []
         limit = (memory_mb + HARNESS_OVERHEAD_MB) << 20
         try:
             for controller, settings in (
-                ("memory", [("memory.limit_in_bytes", limit), ("memory.memsw.limit_in_bytes", limit)]),
+                (
+                    "memory",
+                    [("memory.limit_in_bytes", limit), ("memory.memsw.limit_in_bytes", limit)],
+                ),
                 ("pids", [("pids.max", PIDS_PER_SANDBOX)]),
             ):
                 path = CGROUP_ROOT / controller / name
@@ -318,6 +325,18 @@ class _Cgroups:
                         return True
         return False
 
+    def try_remove(self) -> bool:
+        remaining = []
+        for path in self.dirs:
+            try:
+                path.rmdir()
+            except FileNotFoundError:
+                pass
+            except OSError:
+                remaining.append(path)
+        self.dirs = remaining
+        return not remaining
+
     def close(self) -> None:
         for path in self.dirs:
             for _ in range(50):
@@ -337,6 +356,26 @@ class _Cgroups:
                     time.sleep(0.01)
 
 
+_retired_cgroups: list[_Cgroups] = []
+_retired_lock = threading.Lock()
+
+
+def _retire_cgroups(cgroups: _Cgroups) -> None:
+    """Remove cgroups whose processes are gone; a dying pid namespace may keep one busy for a
+    moment, so busy ones are retried on the next call (and at exit) instead of waited for."""
+    with _retired_lock:
+        _retired_cgroups.append(cgroups)
+        for item in list(_retired_cgroups):
+            if item.try_remove():
+                _retired_cgroups.remove(item)
+
+
+@atexit.register
+def _remove_retired_cgroups() -> None:
+    for item in _retired_cgroups:
+        item.close()
+
+
 # ---------------------------------------------------------------- one sandboxed harness
 
 
@@ -347,7 +386,7 @@ def _harness_source() -> str:
 class _Session:
     """One sandboxed harness process (a warm fork server) and its cgroups / scratch dir."""
 
-    def __init__(self, mode: str, layers: SandboxLayers, memory_mb: int) -> None:
+    def __init__(self, mode: str, layers: SandboxLayers, memory_mb: int, warm: bool) -> None:
         self.mode = mode
         self.cgroups = _Cgroups(memory_mb) if layers.cgroups else None
         self.host_tmp: str | None = None
@@ -355,7 +394,9 @@ class _Session:
         python_argv = [layers.python, "-I", "-B", "-c", source]
         if mode == "bwrap":
             assert layers.bwrap is not None
-            argv = _bwrap_argv(layers.bwrap, layers.python, layers.extra_ro_binds, ["--chdir", "/tmp"])
+            argv = _bwrap_argv(
+                layers.bwrap, layers.python, layers.extra_ro_binds, ["--chdir", "/tmp"]
+            )
             argv += python_argv
             scratch = ["/tmp", "/dev/shm"]
             cwd = "/"
@@ -374,8 +415,6 @@ class _Session:
             # Runs in the forked child before exec: cgroups need root, so join them first.
             if cgroups is not None and cgroups.dirs:
                 cgroups.join()
-            import resource
-
             resource.setrlimit(resource.RLIMIT_NPROC, (nproc, nproc))
             resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
             _as_sandbox_user()
@@ -399,7 +438,7 @@ class _Session:
         self.errors = bytearray()
         self.ready = False
         self.alive = True
-        self.send({"scratch_dirs": scratch})
+        self.send({"scratch_dirs": scratch, "warm_modules": WARM_MODULES if warm else []})
 
     def send(self, payload: dict[str, Any]) -> None:
         body = json.dumps(payload).encode()
@@ -436,24 +475,23 @@ class _Session:
         return frames
 
     def close(self) -> None:
+        """Kill the sandbox outright: between jobs it holds nothing worth a graceful exit.
+
+        Killing bwrap takes the harness (``--die-with-parent``) and with it, as pid 1, the
+        whole pid namespace; in the fallback the harness is bwrap's place in the group.
+        """
         self.alive = False
-        with contextlib.suppress(OSError):
-            assert self.proc.stdin is not None
-            self.proc.stdin.close()
-        try:
-            self.proc.wait(timeout=2)
-        except subprocess.TimeoutExpired:
-            pass
         with contextlib.suppress(OSError):
             os.killpg(self.proc.pid, signal.SIGKILL)
         with contextlib.suppress(OSError):
             self.proc.kill()
         self.proc.wait()
-        for stream in (self.proc.stdout, self.proc.stderr):
+        for stream in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
             if stream is not None:
-                stream.close()
+                with contextlib.suppress(OSError):
+                    stream.close()
         if self.cgroups is not None:
-            self.cgroups.close()
+            _retire_cgroups(self.cgroups)
         if self.host_tmp is not None:
             shutil.rmtree(self.host_tmp, ignore_errors=True)
 
@@ -495,6 +533,8 @@ def execute_jobs(
     layers = detect_layers()
     mode = resolve_isolation(isolation, layers)
     workers = max(1, min(workers or os.cpu_count() or 1, len(jobs)))
+    # Pre-importing common modules pays off only when each sandbox serves several programs.
+    warm = len(jobs) >= 4 * workers
     pending = deque(range(len(jobs)))
     results: list[dict[str, Any] | None] = [None] * len(jobs)
     slots: list[_Session | None] = [None] * workers
@@ -521,13 +561,13 @@ def execute_jobs(
                             "the sandbox failed to start three times in a row: "
                             + _last_errors.get("text", "")[-500:]
                         )
-                    session = _Session(mode, layers, memory_mb)
-                    slots[slot] = session
-                    selector.register(session.stdout_fd, selectors.EVENT_READ, slot)
+                    started_session = _Session(mode, layers, memory_mb, warm)
+                    slots[slot] = started_session
+                    selector.register(started_session.stdout_fd, selectors.EVENT_READ, slot)
                 index = pending.popleft()
-                session = slots[slot]
-                assert session is not None
-                session.send(jobs[index])
+                target = slots[slot]
+                assert target is not None
+                target.send(jobs[index])
                 now = time.monotonic()
                 in_flight[slot] = (index, now, now + _job_budget_s(jobs[index]))
             if not in_flight:

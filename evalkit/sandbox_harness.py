@@ -15,16 +15,13 @@ codes and printed markers cannot. Stdlib only; must run on the sandbox's Python 
 
 from __future__ import annotations
 
-import ast
 import builtins
 import ctypes
 import io
 import json
 import os
 import resource
-import secrets
 import select
-import shutil
 import signal
 import struct
 import sys
@@ -40,10 +37,28 @@ READ_CHUNK = 65536
 PR_SET_DUMPABLE = 4
 PR_SET_CHILD_SUBREAPER = 36
 # Imported once here so forked children start warm (HumanEval solutions use these).
-WARM_MODULES = (
-    "math re collections itertools functools string hashlib heapq typing random bisect "
-    "fractions decimal statistics copy operator json datetime"
-).split()
+# The runner asks for them only for batches; a one-off run starts faster without them.
+WARM_MODULES = [
+    "ast",
+    "math",
+    "re",
+    "collections",
+    "itertools",
+    "functools",
+    "string",
+    "hashlib",
+    "heapq",
+    "typing",
+    "random",
+    "bisect",
+    "fractions",
+    "decimal",
+    "statistics",
+    "copy",
+    "operator",
+    "json",
+    "datetime",
+]
 
 
 # ---------------------------------------------------------------- framing (harness <-> runner)
@@ -144,26 +159,26 @@ def trusted_compare(op: str, left: object, right: object) -> bool:
     return bool(_COMPARATORS[op](left, right))
 
 
-class _StrictComparisons(ast.NodeTransformer):
-    """Rewrites ``a OP b`` (one operator) into ``__docomplete_compare__("OP", a, b)``."""
-
-    def visit_Compare(self, node: ast.Compare) -> ast.AST:
-        self.generic_visit(node)
-        op_name = type(node.ops[0]).__name__
-        if len(node.ops) != 1 or op_name not in _COMPARATORS:
-            return node
-        call = ast.Call(
-            func=ast.Name(id="__docomplete_compare__", ctx=ast.Load()),
-            args=[ast.Constant(op_name), node.left, node.comparators[0]],
-            keywords=[],
-        )
-        return ast.copy_location(call, node)
-
-
 def compile_test(test: str, strict: bool) -> types.CodeType:
-    tree = ast.parse(test, "<test>")
-    if strict:
-        tree = ast.fix_missing_locations(_StrictComparisons().visit(tree))
+    """Compile the test; with ``strict``, ``a OP b`` becomes ``__docomplete_compare__(OP, a, b)``."""
+    if not strict:
+        return compile(test, "<test>", "exec")
+    import ast  # imported here: one-off doctest runs never need it
+
+    class StrictComparisons(ast.NodeTransformer):
+        def visit_Compare(self, node: ast.Compare) -> ast.AST:
+            self.generic_visit(node)
+            op_name = type(node.ops[0]).__name__
+            if len(node.ops) != 1 or op_name not in _COMPARATORS:
+                return node  # chained comparisons keep Python's own semantics
+            call = ast.Call(
+                func=ast.Name(id="__docomplete_compare__", ctx=ast.Load()),
+                args=[ast.Constant(op_name), node.left, node.comparators[0]],
+                keywords=[],
+            )
+            return ast.copy_location(call, node)
+
+    tree = ast.fix_missing_locations(StrictComparisons().visit(ast.parse(test, "<test>")))
     return compile(tree, "<test>", "exec")
 
 
@@ -203,12 +218,15 @@ def _enter_child(job: dict[str, Any], out_w: int, err_w: int, report_w: int, wor
         pass
     os.chdir(workdir)
     os.environ.clear()
-    os.environ.update({"HOME": workdir, "TMPDIR": workdir, "PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"})
-    sys.stdin = sys.__stdin__ = open(0, closefd=False)  # noqa: SIM115
-    sys.stdout = sys.__stdout__ = open(1, "w", closefd=False, errors="backslashreplace")  # noqa: SIM115
-    sys.stderr = sys.__stderr__ = open(  # noqa: SIM115
-        2, "w", closefd=False, errors="backslashreplace", buffering=1
+    os.environ.update(
+        {"HOME": workdir, "TMPDIR": workdir, "PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}
     )
+    # Fresh stream objects over the job's pipes (the harness's own never wrote anything).
+    sys.stdin = open(0, closefd=False)  # noqa: SIM115
+    sys.stdout = open(1, "w", closefd=False, errors="backslashreplace")  # noqa: SIM115
+    sys.stderr = open(2, "w", closefd=False, errors="backslashreplace", buffering=1)  # noqa: SIM115
+    for name in ("stdin", "stdout", "stderr"):
+        setattr(sys, f"__{name}__", getattr(sys, name))
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)
 
 
@@ -324,7 +342,9 @@ def _child_doctest(job: dict[str, Any], nonce: str) -> int:
         finally:
             sys.stdout = real_stdout
         output = captured.getvalue()[:limit]
-        _report(nonce, {"event": "example", "index": index, "output": output, "exception": exc_line})
+        _report(
+            nonce, {"event": "example", "index": index, "output": output, "exception": exc_line}
+        )
     _report(nonce, {"event": "done"})
     return 0
 
@@ -403,6 +423,8 @@ class Harness:
                 path = os.path.join(directory, name)
                 try:
                     if os.path.isdir(path) and not os.path.islink(path):
+                        import shutil
+
                         shutil.rmtree(path, ignore_errors=True)
                     else:
                         os.unlink(path)
@@ -412,7 +434,7 @@ class Harness:
     # -- one child
 
     def run_child(self, job: dict[str, Any], kind: str) -> dict[str, Any]:
-        nonce = secrets.token_hex(16)
+        nonce = os.urandom(16).hex()
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
         rep_r, rep_w = os.pipe()
@@ -605,7 +627,7 @@ def main() -> None:
     harness = Harness(config)
     if not harness.is_pid1:
         _prctl(PR_SET_CHILD_SUBREAPER, 1)
-    for name in WARM_MODULES:
+    for name in config.get("warm_modules", ()):
         try:
             __import__(name)
         except ImportError:

@@ -1,0 +1,156 @@
+"""Check candidate function bodies against a docstring's ``>>>`` examples, for the LSP's filter.
+
+All candidates go through ONE sandboxed run: inside, each candidate gets its own forked
+process (and timeout) that defines the prelude and the candidate, then runs the examples the
+way ``doctest`` does and reports what each one displayed or raised. The comparison with the
+expected output happens here, in the parent, with ``doctest.OutputChecker``, so a candidate
+that exits early, prints a fake marker or patches the checker gains nothing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import doctest
+from collections.abc import Sequence
+from typing import Any
+
+from evalkit import sandbox
+
+DEFAULT_TIMEOUT_S = 1.0
+DEFAULT_MEMORY_MB = 256
+OUTPUT_LIMIT_BYTES = 64 << 10
+
+
+@dataclasses.dataclass(frozen=True)
+class DoctestExample:
+    """One ``>>>`` example: its source and the output the docstring expects."""
+
+    source: str
+    want: str
+
+
+@dataclasses.dataclass
+class DoctestVerdict:
+    """How one candidate did: examples passed out of ``total``, a status, readable details.
+
+    ``status`` is "passed" (every example matched), "failed", or the sandbox status that cut
+    the candidate short ("timeout", "memory", "crashed", "output_limit").
+    """
+
+    passed: int
+    total: int
+    status: str
+    details: list[str]
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def extract_examples(docstring: str) -> list[DoctestExample]:
+    """The docstring's examples, parsed by ``doctest.DocTestParser`` (options stay in source)."""
+    try:
+        parsed = doctest.DocTestParser().get_examples(docstring or "")
+    except ValueError:  # malformed examples (bad indentation): nothing checkable
+        return []
+    return [DoctestExample(example.source, example.want) for example in parsed]
+
+
+def _option_flags(example: doctest.Example, base_flags: int) -> int:
+    flags = base_flags
+    for flag, enabled in example.options.items():
+        flags = flags | flag if enabled else flags & ~flag
+    return flags
+
+
+def _to_doctest_example(example: DoctestExample) -> doctest.Example:
+    # Re-parse so inline directives (``# doctest: +ELLIPSIS``) are honoured here, where the
+    # comparison happens.
+    parser: Any = doctest.DocTestParser()  # its helpers are private, stable since Python 2.4
+    options = parser._find_options(example.source, "<docstring>", 0)
+    # Like DocTestParser: a want that is a traceback means "expect this exception".
+    match = parser._EXCEPTION_RE.match(example.want)
+    exc_msg = match.group("msg") if match else None
+    return doctest.Example(example.source, example.want, exc_msg=exc_msg, options=options)
+
+
+def _judge(
+    examples: list[doctest.Example], raw: dict[str, Any], option_flags: int
+) -> DoctestVerdict:
+    checker = doctest.OutputChecker()
+    records = raw.get("records", [])
+    details: list[str] = []
+    setup_errors = [r for r in records if r.get("event") == "setup_error"]
+    if setup_errors:
+        error = str(setup_errors[0].get("error", "")).strip()
+        return DoctestVerdict(0, len(examples), "failed", [f"definition failed: {error}"])
+    outputs = {int(r["index"]): r for r in records if r.get("event") == "example"}
+    passed = 0
+    for index, example in enumerate(examples):
+        record = outputs.get(index)
+        label = f"example {index + 1} ({example.source.strip().splitlines()[0][:60]})"
+        if record is None:
+            details.append(f"{label}: not reached")
+            continue
+        flags = _option_flags(example, option_flags)
+        exception = record.get("exception")
+        got = str(record.get("output", ""))
+        if exception is None:
+            ok = checker.check_output(example.want, got, flags)
+            if not ok:
+                details.append(f"{label}: expected {example.want!r}, got {got!r}")
+        elif example.exc_msg is None:
+            ok = False
+            details.append(f"{label}: raised {str(exception).strip()}")
+        else:
+            ok = checker.check_output(example.exc_msg, str(exception), flags)
+            if not ok and flags & doctest.IGNORE_EXCEPTION_DETAIL:
+                ok = checker.check_output(
+                    example.exc_msg.split(":", 1)[0], str(exception).split(":", 1)[0], flags
+                )
+            if not ok:
+                details.append(
+                    f"{label}: expected exception {example.exc_msg.strip()!r}, "
+                    f"got {str(exception).strip()!r}"
+                )
+        passed += int(ok)
+    status = raw["status"]
+    if status in ("passed", "failed"):
+        # With no examples, only a clean run of the definitions counts.
+        complete = passed == len(examples) and (bool(examples) or status == "passed")
+        status = "passed" if complete else "failed"
+        if not complete and not details:
+            details.append("the candidate stopped before its examples finished")
+    else:
+        details.append(f"stopped: {status}")
+    return DoctestVerdict(passed, len(examples), status, details)
+
+
+def run_doctests(
+    prelude: str,
+    candidates: Sequence[str],
+    examples: Sequence[DoctestExample],
+    *,
+    timeout_s: float = DEFAULT_TIMEOUT_S,
+    memory_mb: int = DEFAULT_MEMORY_MB,
+    option_flags: int = 0,
+    isolation: sandbox.Isolation = "auto",
+) -> list[DoctestVerdict]:
+    """One verdict per candidate (same order); ``timeout_s`` is per candidate.
+
+    ``prelude`` is the module context (imports, constants, helpers); each candidate is a
+    complete function definition. ``option_flags`` are doctest flags applied to every
+    example (default: none, like ``doctest``).
+    """
+    if not candidates:
+        return []
+    parsed = [_to_doctest_example(example) for example in examples]
+    job = sandbox._base_job("doctest", timeout_s, memory_mb, OUTPUT_LIMIT_BYTES)
+    job.update(prelude=prelude, candidates=list(candidates), examples=[e.source for e in parsed])
+    raw = sandbox.execute_jobs([job], workers=1, memory_mb=memory_mb, isolation=isolation)[0]
+    per_candidate = raw.get("candidates")
+    if per_candidate is None:  # the whole sandbox was lost: every candidate shares the fate
+        return [
+            DoctestVerdict(0, len(parsed), raw["status"], [str(raw.get("stderr", ""))])
+            for _ in candidates
+        ]
+    return [_judge(parsed, result, option_flags) for result in per_candidate]
