@@ -81,6 +81,8 @@ def run_lsp(args: argparse.Namespace) -> int:
         root.addHandler(file_handler)
         log_dir = log_file.parent
     logging.getLogger("server").setLevel(level)
+    # pygls logs every message at INFO: only worth it when debugging the protocol (-vv).
+    logging.getLogger("pygls").setLevel(logging.DEBUG if verbose >= 2 else logging.WARNING)
     server = create_server(log_dir=log_dir)
     if args.tcp:
         host, port = _parse_tcp(args.tcp)

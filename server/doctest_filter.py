@@ -6,39 +6,28 @@ outside the sandboxed process, so a candidate cannot fake a pass.
 
 from __future__ import annotations
 
-import doctest
 import logging
 from collections.abc import Sequence
+from typing import Any
 
 from server.ranking import DoctestOutcome
 
 logger = logging.getLogger(__name__)
 
-Example = tuple[str, str]
 
-
-def extract_examples(docstring: str | None) -> list[Example]:
-    """``(source, want)`` pairs of the docstring's ``>>>`` examples."""
+def extract_examples(docstring: str | None) -> list[Any]:
+    """The docstring's ``>>>`` examples (``evalkit.doctest_runner.DoctestExample`` objects)."""
     if not docstring:
         return []
-    try:
-        from evalkit.doctest_runner import extract_examples as extract
-    except ImportError:
-        # Same parsing rules as the runner: the standard library's doctest parser.
-        try:
-            return [(e.source, e.want) for e in doctest.DocTestParser().get_examples(docstring)]
-        except ValueError:
-            return []
-    try:
-        return [(source, want) for source, want in extract(docstring)]
-    except ValueError:
-        return []
+    from evalkit.doctest_runner import extract_examples as extract
+
+    return list(extract(docstring))
 
 
 def run_examples(
     prelude: str,
     sources: Sequence[str],
-    examples: Sequence[Example],
+    examples: Sequence[Any],
     *,
     timeout_s: float,
 ) -> list[DoctestOutcome]:
@@ -47,11 +36,8 @@ def run_examples(
         return []
     if not examples:
         return [DoctestOutcome(status="no-examples") for _ in sources]
-    try:
-        from evalkit.doctest_runner import run_doctests
-    except ImportError:
-        logger.warning("evalkit.doctest_runner is not installed: doctests not run")
-        return [DoctestOutcome(total=len(examples), status="unavailable") for _ in sources]
+    from evalkit.doctest_runner import run_doctests
+
     try:
         verdicts = run_doctests(prelude, list(sources), list(examples), timeout_s=timeout_s)
     except Exception as exc:  # the sandbox failing must not take completions down with it
@@ -65,7 +51,7 @@ def run_examples(
             passed=int(v.passed),
             total=int(v.total),
             status=str(v.status),
-            details=str(v.details or "")[:500],
+            details="; ".join(str(d) for d in v.details)[:500],
         )
         for v in verdicts
     ]
