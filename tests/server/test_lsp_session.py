@@ -30,8 +30,8 @@ def reverse_words(sentence):
     >>> reverse_words("hello")
     'hello'
     """
-    
 '''
+SOURCE += "    \n"  # the cursor line: already indented, as an editor leaves it
 BODY_LINE = SOURCE.count("\n") - 1  # the indented empty line after the docstring
 FAILS_BOTH = "    return sentence.upper()\n"
 PASSES_ONE = "    return sentence[::-1]\n"
