@@ -39,8 +39,8 @@ def most_common_letter(text):
     >>> most_common_letter("abcabcc")
     'c'
     """
-    
 '''
+STUB += "    \n"  # the cursor line: indented, as an editor leaves it
 BODY_LINE = STUB.count("\n") - 1  # 0-based; the line holds the body indentation
 
 FAILS = "    return text[0]\n"
