@@ -100,15 +100,22 @@ class SandboxLayers:
     drop_uid: bool
     cgroups: bool
     extra_ro_binds: tuple[str, ...]
+    landlock_abi: int
 
     def describe(self, isolation: Isolation = "auto") -> list[tuple[str, bool, str]]:
         mode = resolve_isolation(isolation, self)
+        if mode == "bwrap":
+            bwrap_detail = self.bwrap or ""
+        elif self.bwrap is not None:
+            bwrap_detail = "available, not used (fallback requested)"
+        else:
+            bwrap_detail = self.bwrap_error or "unavailable"
         rows = [
             ("interpreter", True, self.python),
             (
                 "bubblewrap (namespaces, no network, read-only /usr, tmpfs scratch)",
                 mode == "bwrap",
-                self.bwrap_error or (self.bwrap or "") if mode != "bwrap" else self.bwrap or "",
+                bwrap_detail,
             ),
             (
                 "unprivileged uid",
@@ -116,6 +123,11 @@ class SandboxLayers:
                 f"uid {SANDBOX_UID}" if self.drop_uid else f"already uid {os.getuid()}",
             ),
             ("rlimits (AS, CPU, FSIZE, NOFILE, NPROC, CORE=0)", True, "per program"),
+            (
+                "Landlock (read-only fs but scratch, no TCP, no signals out)",
+                self.landlock_abi > 0,
+                f"ABI {self.landlock_abi}" if self.landlock_abi else "not supported by the kernel",
+            ),
             (
                 "process-tree kill",
                 True,
@@ -215,7 +227,9 @@ def detect_layers() -> SandboxLayers:
         if not ok:
             bwrap = None
             bwrap_error = f"bwrap cannot create namespaces here: {detail[-300:]}"
-    return SandboxLayers(python, bwrap, bwrap_error, drop_uid, cgroups, prefixes)
+    from evalkit.sandbox_harness import landlock_abi
+
+    return SandboxLayers(python, bwrap, bwrap_error, drop_uid, cgroups, prefixes, landlock_abi())
 
 
 def resolve_isolation(isolation: Isolation, layers: SandboxLayers) -> str:
@@ -401,7 +415,10 @@ class _Session:
             scratch = ["/tmp", "/dev/shm"]
             cwd = "/"
         else:
-            self.host_tmp = tempfile.mkdtemp(prefix="docomplete-sandbox-")
+            # On a tmpfs, scratch files are charged to the memory cgroup: a disk-filling
+            # program then hits the memory limit instead of the host's disk.
+            shm = "/dev/shm" if self.cgroups and os.path.isdir("/dev/shm") else None
+            self.host_tmp = tempfile.mkdtemp(prefix="docomplete-sandbox-", dir=shm)
             if layers.drop_uid:
                 os.chown(self.host_tmp, SANDBOX_UID, SANDBOX_UID)
             os.chmod(self.host_tmp, 0o700)
@@ -438,7 +455,13 @@ class _Session:
         self.errors = bytearray()
         self.ready = False
         self.alive = True
-        self.send({"scratch_dirs": scratch, "warm_modules": WARM_MODULES if warm else []})
+        self.send(
+            {
+                "scratch_dirs": scratch,
+                "warm_modules": WARM_MODULES if warm else [],
+                "landlock": layers.landlock_abi > 0,
+            }
+        )
 
     def send(self, payload: dict[str, Any]) -> None:
         body = json.dumps(payload).encode()
