@@ -1,18 +1,26 @@
-"""The VS Code extension builds, its module graph loads, and it packages into a .vsix.
+"""The VS Code extension builds, works against the real server, and packages into a .vsix.
 
 Runs ``npm ci``, ``npm run compile`` and ``npm test`` in ``editors/vscode`` (the Node tests load
-every compiled module and run activation against a stub ``vscode`` module, because a real VS Code
-cannot be downloaded here), then ``vsce package``. Skipped when ``npm`` is not installed.
+every compiled module and run activation), then the extension's server test: the real
+``vscode-languageclient`` inside the extension starts the real ``docomplete lsp``, which samples
+from the scripted OpenAI-compatible backend on 127.0.0.1. VS Code itself is a stub ``vscode``
+module (a real one cannot be downloaded here; see docs/EDITORS.md for the manual check). Then
+``vsce package``. Skipped when ``npm`` is not installed.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
 import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
 import pytest
+
+from tests.fixtures.scripted_backend import Reply, ScriptedBackend
 
 EXTENSION_DIR = Path(__file__).resolve().parents[2] / "editors" / "vscode"
 NETWORK_ERRORS = ("ENOTFOUND", "EAI_AGAIN", "ECONNREFUSED", "ETIMEDOUT", "ENETUNREACH")
@@ -20,7 +28,9 @@ NETWORK_ERRORS = ("ENOTFOUND", "EAI_AGAIN", "ECONNREFUSED", "ETIMEDOUT", "ENETUN
 pytestmark = pytest.mark.skipif(shutil.which("npm") is None, reason="npm is not installed")
 
 
-def _npm(*args: str, timeout_s: float = 180) -> subprocess.CompletedProcess[str]:
+def _npm(
+    *args: str, timeout_s: float = 180, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         ["npm", *args],
         cwd=EXTENSION_DIR,
@@ -28,6 +38,7 @@ def _npm(*args: str, timeout_s: float = 180) -> subprocess.CompletedProcess[str]
         text=True,
         timeout=timeout_s,
         check=False,
+        env=env,
     )
 
 
@@ -62,3 +73,40 @@ def test_vsix_contains_the_extension_and_its_runtime_dependency(
     assert "extension/out/src/extension.js" in names
     assert "extension/node_modules/vscode-languageclient/package.json" in names
     assert not any(name.startswith("extension/src/") for name in names), "sources are shipped"
+
+
+SOURCE = '''\
+def add(a, b):
+    """Return the sum of a and b.
+
+    >>> add(2, 3)
+    5
+    >>> add(-1, 1)
+    0
+    """
+<BODY>
+'''.replace("<BODY>", "    ")
+
+
+def test_extension_against_the_real_server(built_extension: Path, tmp_path: Path) -> None:
+    """Inline item = the doctest-passing body; status bar; accept + picker reach telemetry."""
+    docomplete = Path(sys.executable).parent / "docomplete"
+    if not docomplete.exists():
+        pytest.skip("the docomplete console script is not installed")
+    source = tmp_path / "mathy.py"
+    source.write_text(SOURCE)
+    # The most likely candidate fails the doctests; the extension must be offered the other.
+    replies = [Reply(["    return a - b\n", "    return a + b\n"], [-0.1, -0.8])]
+    with ScriptedBackend(replies) as backend:
+        env = dict(os.environ)
+        env.update(
+            DOCOMPLETE_TEST_SERVER_COMMAND=json.dumps([str(docomplete), "lsp"]),
+            DOCOMPLETE_TEST_BACKEND=backend.url,
+            DOCOMPLETE_TEST_FILE=str(source),
+            DOCOMPLETE_TEST_CURSOR="8:4",
+            DOCOMPLETE_TEST_EXPECTED="return a + b",
+        )
+        result = _npm("exec", "--", "node", "--test", "out/test/server.test.js", env=env)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert "# pass 1" in output, output

@@ -117,14 +117,36 @@ export function parseCandidate(value: unknown): RankedCandidate | undefined {
     };
 }
 
-/** Reads a `docomplete/candidates` result: a list, or an object with a `candidates` list. */
+/**
+ * Reads a `docomplete/candidates` result: `{requestId, candidates: [...]}` (or a bare list).
+ *
+ * Candidates carry no command of their own; choosing one reports `docomplete.accept` with the
+ * request id and the candidate's index, exactly like accepting an inline suggestion.
+ */
 export function parseCandidatesResult(result: unknown): RankedCandidate[] {
     const list = Array.isArray(result)
         ? result
         : isRecord(result) && Array.isArray(result.candidates)
           ? result.candidates
           : [];
-    return list.map(parseCandidate).filter((c): c is RankedCandidate => c !== undefined);
+    const requestId = isRecord(result) ? result.requestId : undefined;
+    const parsed: RankedCandidate[] = [];
+    list.forEach((value: unknown, position: number) => {
+        const candidate = parseCandidate(value);
+        if (!candidate) {
+            return;
+        }
+        if (!candidate.command && (typeof requestId === 'string' || typeof requestId === 'number')) {
+            const rank = isRecord(value) ? asNumber(value.rank) : undefined;
+            candidate.command = {
+                title: 'docomplete: accepted',
+                command: ACCEPT_COMMAND,
+                arguments: [{ requestId, index: rank !== undefined ? rank - 1 : position }],
+            };
+        }
+        parsed.push(candidate);
+    });
+    return parsed;
 }
 
 /** Label, description and detail for one picker row. */

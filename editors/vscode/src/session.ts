@@ -15,7 +15,6 @@ import {
     RevealOutputChannelOn,
     ServerOptions,
     State,
-    TransportKind,
 } from 'vscode-languageclient/node';
 
 import { SHOWN_NOTIFICATION, shownParams } from './protocol';
@@ -38,6 +37,8 @@ const MAX_RESTARTS_WINDOW_MS = 3 * 60 * 1000;
 
 export class ServerSession implements vscode.Disposable {
     private languageClient: LanguageClient | undefined;
+    /** Whether the current client ever finished initializing (a crash before that is not retried). */
+    private reachedRunning = false;
 
     constructor(
         private readonly output: vscode.OutputChannel,
@@ -69,8 +70,10 @@ export class ServerSession implements vscode.Disposable {
         }
         const client = this.createClient(serverCommand);
         this.languageClient = client;
+        this.reachedRunning = false;
         client.onDidChangeState((event) => {
             if (event.newState === State.Running) {
+                this.reachedRunning = true;
                 this.status.setState('ready');
             } else if (event.newState === State.Stopped) {
                 this.status.setState('stopped');
@@ -78,13 +81,17 @@ export class ServerSession implements vscode.Disposable {
         });
         try {
             await client.start();
+            // vscode-languageclient 9 resolves start() when the server exits during initialize.
+            if (client.state !== State.Running) {
+                throw new Error('the server exited during startup');
+            }
         } catch (error) {
             this.status.setState('failed');
             const reason = error instanceof Error ? error.message : String(error);
             this.output.appendLine(`the server did not start: ${reason}`);
             void vscode.window.showErrorMessage(
-                `docomplete: the language server did not start (${reason}). Install docomplete ` +
-                    `into the interpreter (\`pip install -e .\` in the docomplete checkout) or set ` +
+                `docomplete: the language server did not start (${reason}; see "docomplete: Show Log"). ` +
+                    `Install docomplete into the interpreter (\`pip install -e .\` in the docomplete checkout) or set ` +
                     `"docomplete.serverCommand", then run "docomplete: Restart Server".`,
             );
         }
@@ -127,10 +134,11 @@ export class ServerSession implements vscode.Disposable {
     }
 
     private createClient(serverCommand: ServerCommand): LanguageClient {
+        // No `transport` here: with TransportKind.stdio the client appends `--stdio` to the
+        // command line, which `docomplete lsp` does not take (stdio is its default anyway).
         const serverOptions: ServerOptions = {
             command: serverCommand.command,
             args: serverCommand.args,
-            transport: TransportKind.stdio,
         };
         const clientOptions: LanguageClientOptions = {
             documentSelector: PYTHON_DOCUMENTS,
@@ -165,6 +173,10 @@ export class ServerSession implements vscode.Disposable {
                 return { action: (count ?? 1) <= 3 ? ErrorAction.Continue : ErrorAction.Shutdown, handled: true };
             },
             closed: (): CloseHandlerResult => {
+                if (!this.reachedRunning) {
+                    // It never started: start() reports that once; restarting would only repeat it.
+                    return { action: CloseAction.DoNotRestart, handled: true };
+                }
                 const now = Date.now();
                 recentCrashes.push(now);
                 while (recentCrashes.length > 0 && now - recentCrashes[0] > MAX_RESTARTS_WINDOW_MS) {

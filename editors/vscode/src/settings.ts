@@ -18,8 +18,11 @@ export const SERVER_SETTING_KEYS = [
     'maxTokens',
     'doctestFilter',
     'doctestTimeout',
+    'requestTimeout',
+    'contextTokens',
     'abArms',
     'logLevel',
+    'telemetryFile',
 ] as const;
 
 export type ServerSettingKey = (typeof SERVER_SETTING_KEYS)[number];

@@ -99,6 +99,20 @@ test('candidates result: ranked rows with verdicts and scores', () => {
     assert.equal(row.description, 'doctests 2/2 · score -0.42');
     assert.equal(row.detail, 'for x in xs: ⏎ total += x ⏎ return total');
     assert.deepEqual(parseCandidatesResult([{ insertText: 'pass' }]).length, 1);
+    // The server's real shape: no per-candidate command; accepting one reports its index.
+    const fromServer = parseCandidatesResult({
+        requestId: 'r7',
+        candidates: [
+            { rank: 1, insertText: 'return a + b', meanLogprob: -0.8, doctest: { passed: 2, total: 2, status: 'passed' } },
+            { rank: 2, insertText: 'return a - b', meanLogprob: -0.1, doctest: { passed: 0, total: 2, status: 'failed' } },
+        ],
+    });
+    assert.deepEqual(fromServer[1].command, {
+        title: 'docomplete: accepted',
+        command: 'docomplete.accept',
+        arguments: [{ requestId: 'r7', index: 1 }],
+    });
+    assert.equal(describeCandidate(fromServer[1], 2).description, 'doctests 0/2 · score -0.10');
     assert.deepEqual(parseCandidatesResult(null), []);
 });
 

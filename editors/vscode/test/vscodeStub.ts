@@ -12,6 +12,11 @@ type Listener = (...args: unknown[]) => unknown;
 
 export interface Recorded {
     commands: Map<string, Listener>;
+    /** Providers registered with vscode.languages.registerXxxProvider, by kind. */
+    providers: Map<string, unknown[]>;
+    /** What showQuickPick does with its items (default: pick none). */
+    pickFrom: (items: unknown[]) => unknown;
+    quickPicks: unknown[][];
     statusItems: { text: string; tooltip?: string; command?: string; visible: boolean }[];
     messages: { level: string; text: string }[];
     output: string[];
@@ -20,6 +25,9 @@ export interface Recorded {
 
 export const recorded: Recorded = {
     commands: new Map(),
+    providers: new Map(),
+    pickFrom: () => undefined,
+    quickPicks: [],
     statusItems: [],
     messages: [],
     output: [],
@@ -89,18 +97,69 @@ class EventEmitter<T> {
     }
 }
 
-class Position {
+export class Position {
     constructor(
         readonly line: number,
         readonly character: number,
     ) {}
 }
 
-class Range {
+export class Range {
+    readonly start: Position;
+    readonly end: Position;
+    // new Range(start, end) or new Range(startLine, startCharacter, endLine, endCharacter)
+    constructor(a: Position | number, b: Position | number, c?: number, d?: number) {
+        if (typeof a === 'number' && typeof b === 'number') {
+            this.start = new Position(a, b);
+            this.end = new Position(c ?? a, d ?? b);
+        } else {
+            this.start = a as Position;
+            this.end = b as Position;
+        }
+    }
+}
+
+class InlineCompletionItem {
+    filterText?: string;
     constructor(
-        readonly start: Position,
-        readonly end: Position,
+        readonly insertText: string | { value: string },
+        readonly range?: Range,
+        readonly command?: { title: string; command: string; arguments?: unknown[] },
     ) {}
+}
+
+class InlineCompletionList {
+    constructor(readonly items: InlineCompletionItem[]) {}
+}
+
+class SnippetString {
+    constructor(readonly value: string) {}
+}
+
+/** A minimal text document: what the language client reads to open and sync it. */
+export function fakeDocument(uri: string, text: string, languageId = 'python') {
+    return {
+        uri: { toString: () => uri, scheme: uri.split(':')[0], fsPath: uri.replace(/^file:\/\//, '') },
+        languageId,
+        version: 1,
+        isClosed: false,
+        isUntitled: false,
+        lineCount: text.split('\n').length,
+        getText: () => text,
+        fileName: uri.replace(/^file:\/\//, ''),
+    };
+}
+
+function matchesSelector(selector: unknown, document: { languageId: string; uri: { scheme: string } }): number {
+    const filters = Array.isArray(selector) ? selector : [selector];
+    return filters.some((filter) =>
+        typeof filter === 'string'
+            ? filter === document.languageId
+            : (!filter.language || filter.language === document.languageId) &&
+              (!filter.scheme || filter.scheme === document.uri.scheme),
+    )
+        ? 10
+        : 0;
 }
 
 /** Base for the many classes vscode-languageclient extends at load time. */
@@ -115,6 +174,10 @@ const stub: Record<string, unknown> = {
     EventEmitter,
     Position,
     Range,
+    InlineCompletionItem,
+    InlineCompletionList,
+    SnippetString,
+    InlineCompletionTriggerKind: { Invoke: 0, Automatic: 1 },
     Uri: {
         parse: (value: string) => ({ toString: () => value, fsPath: value }),
         file: (value: string) => ({ toString: () => `file://${value}`, fsPath: value }),
@@ -170,7 +233,11 @@ const stub: Record<string, unknown> = {
         showErrorMessage: async (text: string) => void recorded.messages.push({ level: 'error', text }),
         showWarningMessage: async (text: string) => void recorded.messages.push({ level: 'warning', text }),
         showInformationMessage: async (text: string) => void recorded.messages.push({ level: 'info', text }),
-        activeTextEditor: undefined,
+        activeTextEditor: undefined as unknown,
+        showQuickPick: async (items: unknown[]) => {
+            recorded.quickPicks.push(items);
+            return recorded.pickFrom(items);
+        },
         visibleTextEditors: [],
         onDidChangeActiveTextEditor: noEvent,
         onDidChangeVisibleTextEditors: noEvent,
@@ -191,7 +258,7 @@ const stub: Record<string, unknown> = {
             };
         },
         workspaceFolders: undefined,
-        textDocuments: [],
+        textDocuments: [] as unknown[],
         onDidChangeConfiguration: noEvent,
         onDidOpenTextDocument: noEvent,
         onDidCloseTextDocument: noEvent,
@@ -209,11 +276,18 @@ const stub: Record<string, unknown> = {
     },
     extensions: { getExtension: () => undefined, all: [] },
     languages: new Proxy(
-        { match: () => 0 },
+        { match: matchesSelector } as Record<string, unknown>,
         {
             get(target: Record<string, unknown>, property: string) {
-                // registerXxxProvider(...) → a Disposable, like the real API
-                return target[property] ?? (() => new Disposable());
+                if (property in target) {
+                    return target[property];
+                }
+                // registerXxxProvider(selector, provider) → recorded, and a Disposable like the real API
+                return (_selector: unknown, provider: unknown) => {
+                    const kind = property.replace(/^register/, '');
+                    recorded.providers.set(kind, [...(recorded.providers.get(kind) ?? []), provider]);
+                    return new Disposable(() => undefined);
+                };
             },
         },
     ),
@@ -236,6 +310,12 @@ const vscodeModule = new Proxy(stub, {
         return inert(`vscode.${property}`);
     },
 });
+
+/** The stub itself, for tests that set `window.activeTextEditor` or `workspace.textDocuments`. */
+export const vscodeStub = stub as {
+    window: Record<string, unknown>;
+    workspace: Record<string, unknown>;
+};
 
 /** Makes `require('vscode')` return the stub; call before importing extension modules. */
 export function installVscodeStub(): void {
