@@ -38,7 +38,7 @@ class LspSession:
         cwd: Path | None = None,
     ) -> None:
         self.settings = dict(settings)
-        self.server_command = list(server_command or [sys.executable, "-m", "server.cli", "lsp"])
+        self.server_command = list(server_command or [sys.executable, "-m", "server", "lsp"])
         self.cwd = cwd
         self.client = LanguageClient("docomplete-driver", "0.1.0")
         self.messages: list[types.ShowMessageParams] = []

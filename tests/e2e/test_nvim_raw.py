@@ -107,7 +107,7 @@ def run_neovim(
         DOCOMPLETE_FILE=str(source),
         DOCOMPLETE_LINE=str(BODY_LINE),
         DOCOMPLETE_TIMEOUT_MS=str(timeout_ms),
-        DOCOMPLETE_CMD=json.dumps([sys.executable, "-m", "server.cli", "lsp"]),
+        DOCOMPLETE_CMD=json.dumps([sys.executable, "-m", "server", "lsp"]),
         DOCOMPLETE_INIT=json.dumps(init_options),
     )
     subprocess.run(

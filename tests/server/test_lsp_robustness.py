@@ -19,7 +19,7 @@ from pytest_lsp import ClientServerConfig, LanguageClient, client_capabilities
 from tests.fixtures.scripted_backend import Reply, ScriptedBackend
 from tests.server.test_lsp_session import inline_params, open_document
 
-SERVER = ClientServerConfig(server_command=[sys.executable, "-m", "server.cli", "lsp"])
+SERVER = ClientServerConfig(server_command=[sys.executable, "-m", "server", "lsp"])
 REQUEST_FAILED = -32803
 REQUEST_CANCELLED = -32800
 

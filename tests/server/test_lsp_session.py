@@ -39,7 +39,7 @@ PASSES_BOTH = "    words = sentence.split()\n\n    return ' '.join(reversed(word
 # The most likely candidate fails the examples; the least likely one passes them all.
 REPLY = Reply([PASSES_ONE, FAILS_BOTH, PASSES_BOTH], [-0.1, -0.2, -0.9])
 
-SERVER = ClientServerConfig(server_command=[sys.executable, "-m", "server.cli", "lsp", "-v"])
+SERVER = ClientServerConfig(server_command=[sys.executable, "-m", "server", "lsp", "-v"])
 
 
 @pytest.fixture

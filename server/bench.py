@@ -1,0 +1,186 @@
+"""``docomplete bench lsp``: inline-completion latency through a real client session over stdio.
+
+The workload is what an editor user produces: a different function per request (the demo file's
+functions, then HumanEval prompts), the cursor where the body starts, n candidates, doctest
+filter on. Latency is measured at the client, from sending ``textDocument/inlineCompletion`` to
+having the answer. The cached figure repeats requests already answered (the cache's job).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+GOALS_MS = {"p50_ms": 250.0, "p95_ms": 600.0, "cached_ms": 10.0}
+WARMUP_REQUESTS = 2
+CACHED_REPEATS = 20
+
+
+@dataclass(frozen=True)
+class BenchRequest:
+    uri: str
+    text: str
+    line: int
+    character: int
+    name: str
+
+
+def percentile(values: list[float], q: float) -> float:
+    """Nearest-rank percentile (q in 0..100) of a non-empty list."""
+    ordered = sorted(values)
+    rank = max(1, min(len(ordered), round(q / 100 * len(ordered) + 0.5)))
+    return ordered[rank - 1]
+
+
+def build_workload(count: int) -> list[BenchRequest]:
+    """``count`` requests on distinct functions: examples/demo.py first, then HumanEval."""
+    from server.demo import DEMO_FILE, function_slots
+
+    requests: list[BenchRequest] = []
+    demo_source = DEMO_FILE.read_text(encoding="utf-8")
+    for slot in function_slots(demo_source):
+        requests.append(
+            BenchRequest(
+                f"file:///bench/demo_{slot.name}.py",
+                demo_source,
+                slot.line,
+                slot.character,
+                slot.name,
+            )
+        )
+    try:
+        from evalkit.data import load_dataset
+
+        problems = load_dataset("humaneval").problems
+    except Exception:  # without the eval extra: repeat the demo functions in new documents
+        problems = ()
+    for problem in problems:
+        text = problem.prompt if problem.prompt.endswith("\n") else problem.prompt + "\n"
+        requests.append(
+            BenchRequest(
+                f"file:///bench/{problem.task_id.replace('/', '_')}.py",
+                text,
+                text.count("\n"),
+                0,
+                problem.task_id,
+            )
+        )
+    base = list(requests)
+    copy = 1
+    while len(requests) < count + WARMUP_REQUESTS:
+        # Distinct prompts are what keep the cache out of the uncached figures.
+        for request in base:
+            marker = f"# variant {copy}\n"
+            requests.append(
+                BenchRequest(
+                    request.uri.replace(".py", f"_{copy}.py"),
+                    marker + request.text,
+                    request.line + 1,
+                    request.character,
+                    request.name,
+                )
+            )
+        copy += 1
+    return requests[: count + WARMUP_REQUESTS]
+
+
+async def _measure(settings: dict[str, Any], workload: list[BenchRequest]) -> dict[str, Any]:
+    from server.lsp_session import LspSession
+
+    warmup, timed = workload[:WARMUP_REQUESTS], workload[WARMUP_REQUESTS:]
+    latencies: list[float] = []
+    cached: list[float] = []
+    with_items = 0
+    async with LspSession(settings) as session:
+        for request in workload:
+            session.open(request.uri, request.text)
+        for request in warmup:  # loads the model and starts the sandbox; not timed
+            await session.inline(request.uri, request.line, request.character)
+        for request in timed:
+            started = time.perf_counter()
+            result = await session.inline(request.uri, request.line, request.character)
+            latencies.append((time.perf_counter() - started) * 1000)
+            with_items += bool(result.items)
+        for request in timed[:CACHED_REPEATS]:
+            started = time.perf_counter()
+            await session.inline(request.uri, request.line, request.character)
+            cached.append((time.perf_counter() - started) * 1000)
+        events = [e for e in await session.telemetry() if e.get("event") == "completion"]
+        errors = [m.message for m in session.messages if m.type <= 2]
+    uncached_events = [e for e in events if e.get("fromCache") is None][WARMUP_REQUESTS:]
+    sample_ms = [
+        float(e["timingsMs"].get("sample", 0)) for e in uncached_events if e.get("timingsMs")
+    ]
+    doctest_ms = [
+        float(e["timingsMs"].get("doctest", 0)) for e in uncached_events if e.get("timingsMs")
+    ]
+    passes = sum(e.get("bestDoctest") == "passed" for e in uncached_events)
+    return {
+        "latencies": latencies,
+        "cached": cached,
+        "with_items": with_items,
+        "sample_ms": sample_ms,
+        "doctest_ms": doctest_ms,
+        "top_passes": passes,
+        "errors": errors,
+    }
+
+
+def run_bench(args: argparse.Namespace) -> int:
+    from evalkit.bench import emit_bench
+    from server.cli import CommandError
+    from server.demo import demo_settings
+
+    if args.requests < 1:
+        raise CommandError("--requests must be at least 1")
+    settings = demo_settings(argparse.Namespace(backend=args.backend, model=args.model, n=args.n))
+    settings["logLevel"] = "warning"
+    workload = build_workload(args.requests)
+    print(
+        f"bench lsp: {args.requests} inline completions (+{WARMUP_REQUESTS} warm-up), "
+        f"n={args.n}, doctest filter on, backend {args.backend}"
+    )
+    measured = asyncio.run(_measure(settings, workload))
+    if measured["errors"]:
+        raise CommandError(f"the server reported: {measured['errors'][0]}")
+    latencies: list[float] = measured["latencies"]
+    cached: list[float] = measured["cached"]
+    figures: dict[str, Any] = {
+        "p50_ms": round(percentile(latencies, 50), 1),
+        "p95_ms": round(percentile(latencies, 95), 1),
+        "mean_ms": round(statistics.fmean(latencies), 1),
+        "max_ms": round(max(latencies), 1),
+        "cached_ms": round(statistics.median(cached), 2),
+        "cached_p95_ms": round(percentile(cached, 95), 2),
+        "requests": len(latencies),
+        "n": args.n,
+        "backend": args.backend,
+        "model": settings.get("modelPath"),
+        "answered_with_items": measured["with_items"],
+        "top_candidate_passes_doctests": measured["top_passes"],
+    }
+    if measured["sample_ms"]:
+        figures["server_sample_p50_ms"] = round(statistics.median(measured["sample_ms"]), 1)
+        figures["server_doctest_p50_ms"] = round(statistics.median(measured["doctest_ms"]), 1)
+    figures["goals_ms"] = GOALS_MS
+    rows = [
+        [name, figures[name], goal, "yes" if figures[name] <= goal else "no"]
+        for name, goal in GOALS_MS.items()
+    ]
+    rows.append(["mean_ms", figures["mean_ms"], "-", "-"])
+    if "server_sample_p50_ms" in figures:
+        rows.append(["server_sample_p50_ms", figures["server_sample_p50_ms"], "-", "-"])
+        rows.append(["server_doctest_p50_ms", figures["server_doctest_p50_ms"], "-", "-"])
+    emit_bench(
+        "LSP inline-completion latency (client-measured, stdio)",
+        ["figure", "value", "goal", "met"],
+        rows,
+        figures,
+        Path(args.json) if args.json else None,
+    )
+    return 0
