@@ -339,7 +339,19 @@ class _Cgroups:
                         return True
         return False
 
+    def kill_all(self) -> None:
+        """SIGKILL whatever is still in the cgroups (e.g. a child that outlived its harness)."""
+        for path in self.dirs:
+            try:
+                pids = (path / "cgroup.procs").read_text().split()
+            except OSError:
+                continue
+            for pid in pids:
+                with contextlib.suppress(OSError):
+                    os.kill(int(pid), signal.SIGKILL)
+
     def try_remove(self) -> bool:
+        self.kill_all()
         remaining = []
         for path in self.dirs:
             try:
@@ -354,13 +366,7 @@ class _Cgroups:
     def close(self) -> None:
         for path in self.dirs:
             for _ in range(50):
-                try:
-                    pids = (path / "cgroup.procs").read_text().split()
-                except OSError:
-                    pids = []
-                for pid in pids:
-                    with contextlib.suppress(OSError):
-                        os.kill(int(pid), signal.SIGKILL)
+                self.kill_all()
                 try:
                     path.rmdir()
                     break
