@@ -51,7 +51,12 @@ def register(commands: argparse._SubParsersAction, bench: argparse._SubParsersAc
         "--samples-per-call", type=int, default=20, help="samples requested per backend call"
     )
     run.add_argument(
-        "--batch-prompts", type=int, default=4, help="backend calls in flight (batched together)"
+        "--batch-prompts", type=int, default=4, help="prompts per backend call (default 4)"
+    )
+    run.add_argument(
+        "--concurrency",
+        type=int,
+        help="backend calls in flight (default: 1 embedded, 4 per URL for model servers)",
     )
     _add_execution_args(run)
     run.set_defaults(func=_cmd_run)
@@ -144,12 +149,10 @@ def _recorded_seed(out: Path) -> int | None:
 def _make_backend(specs: list[str], model: str | None) -> tuple[Any, str, str | None]:
     """The backend, how it is described in the config, and the model identity recorded."""
     from model.client import make_backend
-
     from model.paths import default_model_path
     from model.protocol import BackendError
 
-    embedded = specs == ["embedded"]
-    if embedded:
+    if specs == ["embedded"]:
         model_path = Path(model).expanduser() if model else default_model_path()
         if not (model_path / "config.json").is_file():
             raise CommandError(
@@ -157,19 +160,16 @@ def _make_backend(specs: list[str], model: str | None) -> tuple[Any, str, str | 
                 "directory), set DOCOMPLETE_MODEL, or use --backend URL"
             )
         model_id: str | None = str(model_path.resolve())
-        spec: Any = "embedded"
+        spec: str | list[str] = "embedded"
     else:
-        bad = [s for s in specs if not s.startswith(("http://", "https://"))]
-        if bad or "embedded" in specs:
+        if any(not s.startswith(("http://", "https://")) for s in specs):
             raise CommandError(
                 f"--backend takes 'embedded' or one or more http(s):// URLs, got {' '.join(specs)}"
             )
         model_id = model
-        spec = specs[0] if len(specs) == 1 else specs
+        spec = specs[0] if len(specs) == 1 else list(specs)
     try:
-        backend = make_backend(spec, model_path=model) if not embedded else None
-        if embedded:
-            backend = make_backend("embedded", model_path=model_id)
+        backend = make_backend(spec, model_path=model_id)
     except BackendError as exc:
         raise CommandError(str(exc)) from None
     except (OSError, ValueError) as exc:
@@ -187,6 +187,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         limit=args.limit,
         samples_per_call=args.samples_per_call,
         batch_prompts=args.batch_prompts,
+        concurrency=args.concurrency,
         timeout=args.timeout,
         memory_mb=args.memory_mb,
         workers=args.workers,
@@ -227,6 +228,10 @@ def _run_generation(config: Any, dataset: Any, backend: Any, args: argparse.Name
     execution = ExecutionSettings(
         timeout_s=config.timeout_s, memory_mb=config.memory_mb, workers=args.workers
     )
+    concurrency = getattr(args, "concurrency", None)
+    if concurrency is None:
+        urls = [] if config.backend == "embedded" else config.backend.split()
+        concurrency = 4 * len(urls) if urls else 1
 
     async def main() -> Any:
         try:
@@ -236,6 +241,7 @@ def _run_generation(config: Any, dataset: Any, backend: Any, args: argparse.Name
                 backend,
                 args.out,
                 execution=execution,
+                concurrency=concurrency,
                 progress=not getattr(args, "no_progress", False),
             )
         finally:

@@ -14,6 +14,7 @@ runs the finished ones through ``evalkit.sandbox.check_many`` and the docstring-
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import hashlib
 import json
@@ -43,6 +44,9 @@ CODEX_STOPS = ("\nclass", "\ndef", "\n#", "\nif", "\nprint")
 #: Everything a verdict can be; only "passed" counts as correct.
 STATUSES = ("passed", "failed", "timeout", "memory", "crashed", "output_limit")
 
+#: Most samples handed to the sandbox in one batch (a batch's verdicts are written together).
+EXEC_BATCH = 64
+
 CONFIG_FILE = "config.json"
 SAMPLES_FILE = "samples.jsonl"
 RESULTS_FILE = "results.jsonl"
@@ -63,6 +67,7 @@ _IDENTITY_KEYS = (
     "seed",
     "limit",
     "samples_per_call",
+    "batch_prompts",
     "timeout_s",
     "memory_mb",
     "samples_sha256",
@@ -107,7 +112,7 @@ class ExecutionSettings:
     timeout_s: float = 10.0
     memory_mb: int = 1024
     workers: int | None = None
-    doctest_timeout_s: float = 5.0
+    doctest_timeout_s: float = 1.0
 
 
 @dataclass
@@ -249,25 +254,42 @@ def write_json_atomic(path: Path, payload: Any) -> None:
 
 
 def execute_samples(
-    problem: Problem, samples: Sequence[SampleRecord], settings: ExecutionSettings
+    groups: Sequence[tuple[Problem, Sequence[SampleRecord]]], settings: ExecutionSettings
 ) -> list[dict[str, Any]]:
-    """Verdict records for ``samples`` of one problem: the hidden test and the docstring examples.
+    """Verdict records for samples of one or more problems: hidden tests and docstring examples.
 
-    A sample passes only when ``check(entry_point)`` ran to its end in the sandbox; the examples
-    (``>>>`` lines of the prompt's docstring) are what the LSP's filter sees.
+    All hidden tests go to the sandbox in one batch (its warm workers run them in parallel); a
+    sample passes only when ``check(entry_point)`` ran to its end. The examples (``>>>`` lines
+    of the prompt's docstring) are what the LSP's filter sees: one sandboxed run per problem.
     """
     from evalkit import sandbox
 
-    pairs = [(problem.program(sample.completion), problem.test_program()) for sample in samples]
-    verdicts = sandbox.check_many(
-        pairs, workers=settings.workers, timeout_s=settings.timeout_s, memory_mb=settings.memory_mb
-    )
-    example_verdicts = run_docstring_examples(
-        problem, [sample.completion for sample in samples], settings.doctest_timeout_s
-    )
+    flat = [(problem, sample) for problem, samples in groups for sample in samples]
+    workers = settings.workers or os.cpu_count() or 1
+    # Each problem's examples are one sandboxed run; run those side by side with the tests.
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="evalkit-doctest") as pool:
+        example_futures = [
+            pool.submit(
+                run_docstring_examples,
+                problem,
+                [sample.completion for sample in samples],
+                settings.doctest_timeout_s,
+            )
+            for problem, samples in groups
+        ]
+        verdicts = sandbox.check_many(
+            [
+                (problem.program(sample.completion), problem.test_program())
+                for problem, sample in flat
+            ],
+            workers=settings.workers,
+            timeout_s=settings.timeout_s,
+            memory_mb=settings.memory_mb,
+        )
+        example_verdicts = [verdict for future in example_futures for verdict in future.result()]
     records = []
-    for sample, verdict, (examples_passed, examples_total, example_status) in zip(
-        samples, verdicts, example_verdicts, strict=True
+    for (_, sample), verdict, (examples_passed, examples_total, example_status) in zip(
+        flat, verdicts, example_verdicts, strict=True
     ):
         records.append(
             {
@@ -293,13 +315,32 @@ def _tail(text: str | bytes | None, limit: int = 300) -> str:
     return text[-limit:]
 
 
+def docstring_of(problem: Problem) -> str:
+    """The entry point's docstring (where the LSP looks for examples), or the whole prompt."""
+    try:
+        tree = ast.parse(problem.prompt)
+    except SyntaxError:
+        return problem.prompt
+    for node in ast.walk(tree):
+        if (
+            isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
+            and node.name == problem.entry_point
+        ):
+            return ast.get_docstring(node, clean=False) or ""
+    return problem.prompt
+
+
 def run_docstring_examples(
     problem: Problem, completions: Sequence[str], timeout_s: float
 ) -> list[tuple[int, int, str]]:
-    """``(examples passed, examples total, status)`` per completion, all in one sandboxed run."""
+    """``(examples passed, examples total, status)`` per completion, all in one sandboxed run.
+
+    Exactly the LSP's filter: the entry point's ``>>>`` examples, checked by
+    ``evalkit.doctest_runner`` with outputs compared outside the sandbox.
+    """
     from evalkit import doctest_runner
 
-    examples = doctest_runner.extract_examples(problem.prompt)
+    examples = doctest_runner.extract_examples(docstring_of(problem))
     if not examples:
         return [(0, 0, "no_examples")] * len(completions)
     # Each candidate is the whole prompt plus its body, so imports and helpers come with it.
@@ -314,9 +355,9 @@ def run_docstring_examples(
 
 @dataclass(frozen=True)
 class _Call:
-    """One backend call: a chunk of sample indices of one problem, with its own seed."""
+    """One backend call: the same chunk of sample indices for up to ``batch_prompts`` problems."""
 
-    task_id: str
+    task_ids: tuple[str, ...]
     sample_indices: tuple[int, ...]
     seed: int
 
@@ -324,16 +365,20 @@ class _Call:
 def plan_calls(problems: Sequence[Problem], config: RunConfig) -> list[_Call]:
     """All backend calls of a run, fixed by the config alone (so a resume repeats them exactly).
 
-    One prompt per call: the engine and the model server batch concurrent calls themselves, and
-    a seed per (task, chunk) keeps every problem's samples independent of the others.
+    Several prompts share a call because the in-process engine serves one call at a time and is
+    several times faster on a bigger batch. They share its seed too: each problem's samples are
+    still drawn exactly as sampling prescribes, only the random streams of problems in one group
+    are aligned (which leaves every per-problem estimate, and so pass@k, unbiased).
     """
     calls: list[_Call] = []
     chunk = max(1, min(config.samples_per_call, config.n))
-    for problem in problems:
+    group = max(1, config.batch_prompts)
+    for start in range(0, len(problems), group):
+        task_ids = tuple(problem.task_id for problem in problems[start : start + group])
         for chunk_idx, first in enumerate(range(0, config.n, chunk)):
             indices = tuple(range(first, min(first + chunk, config.n)))
-            seed = derive_seed(config.seed, problem.task_id, chunk_idx)
-            calls.append(_Call(problem.task_id, indices, seed))
+            seed = derive_seed(config.seed, *task_ids, chunk_idx)
+            calls.append(_Call(task_ids, indices, seed))
     return calls
 
 
@@ -414,9 +459,8 @@ async def _execute_pipeline(
         if generation is not None:
             generation.cancel()  # a broken sandbox must stop the run, not burn the model
 
-    async def check(task_id: str, batch: list[SampleRecord]) -> None:
-        problem = problems_by_id[task_id]
-        records = await loop.run_in_executor(pool, execute_samples, problem, batch, execution)
+    async def check(groups: list[tuple[Problem, list[SampleRecord]]]) -> None:
+        records = await loop.run_in_executor(pool, execute_samples, groups, execution)
         run_dir.append("results", records)
         for record in records:
             results[(record["task_id"], int(record["sample_idx"]))] = record
@@ -426,11 +470,25 @@ async def _execute_pipeline(
         by_task: dict[str, list[SampleRecord]] = {}
         for sample in batch:
             by_task.setdefault(sample.task_id, []).append(sample)
+        # Jobs of up to EXEC_BATCH samples, so the sandbox's workers always have enough to do.
+        job: list[tuple[Problem, list[SampleRecord]]] = []
+        size = 0
         for task_id, task_samples in by_task.items():
-            future = asyncio.ensure_future(check(task_id, task_samples))
-            pending.add(future)
-            future.add_done_callback(pending.discard)
-            future.add_done_callback(note_failure)
+            for start in range(0, len(task_samples), EXEC_BATCH):
+                part = task_samples[start : start + EXEC_BATCH]
+                if size + len(part) > EXEC_BATCH and job:
+                    start_job(job)
+                    job, size = [], 0
+                job.append((problems_by_id[task_id], part))
+                size += len(part)
+        if job:
+            start_job(job)
+
+    def start_job(job: list[tuple[Problem, list[SampleRecord]]]) -> None:
+        future = asyncio.ensure_future(check(job))
+        pending.add(future)
+        future.add_done_callback(pending.discard)
+        future.add_done_callback(note_failure)
 
     # Samples generated by an earlier, interrupted run but never checked.
     unchecked = [
@@ -476,6 +534,7 @@ async def run_generation(
     out_dir: Path,
     *,
     execution: ExecutionSettings | None = None,
+    concurrency: int = 1,
     progress: bool = True,
 ) -> dict[str, Any]:
     """Generate and check every sample of the run in ``out_dir`` (resuming); return the summary."""
@@ -494,7 +553,7 @@ async def run_generation(
     calls = [
         call
         for call in plan_calls(problems, config)
-        if any((call.task_id, i) not in samples for i in call.sample_indices)
+        if any((t, i) not in samples for t in call.task_ids for i in call.sample_indices)
     ]
     bar = _Progress(
         total=len(wanted),
@@ -505,8 +564,8 @@ async def run_generation(
     started = time.monotonic()
 
     async def generate(submit: Callable[[list[SampleRecord]], None]) -> None:
-        # batch_prompts calls in flight: the backend batches them into one forward pass.
-        limiter = asyncio.Semaphore(max(1, config.batch_prompts))
+        # Calls in flight at once: a model server batches them; the embedded engine queues them.
+        limiter = asyncio.Semaphore(max(1, concurrency))
 
         async def one_call(call: _Call) -> None:
             async with limiter:
@@ -518,12 +577,14 @@ async def run_generation(
                     stop=config.stop,
                     seed=call.seed,
                 )
-                answers = await backend.complete([problems_by_id[call.task_id].prompt], params)
+                prompts = [problems_by_id[t].prompt for t in call.task_ids]
+                answers = await backend.complete(prompts, params)
             fresh: list[SampleRecord] = []
-            for sample_idx, candidate in zip(call.sample_indices, answers[0], strict=True):
-                if (call.task_id, sample_idx) in samples:
-                    continue  # written before a crash; the same seed redrew it
-                fresh.append(_candidate_record(call.task_id, sample_idx, candidate))
+            for task_id, candidates in zip(call.task_ids, answers, strict=True):
+                for sample_idx, candidate in zip(call.sample_indices, candidates, strict=True):
+                    if (task_id, sample_idx) in samples:
+                        continue  # written before a crash; the same seed redrew it
+                    fresh.append(_candidate_record(task_id, sample_idx, candidate))
             if fresh:
                 run_dir.append("samples", [s.to_json() for s in fresh])
                 for sample in fresh:

@@ -48,13 +48,15 @@ def test_canonical_solutions_score_100_percent(canonical_run: Path) -> None:
     assert summary["filtered_pass@1"] == 1.0
     rows = [json.loads(line) for line in (canonical_run / "per_problem.jsonl").open()]
     assert len(rows) == 164 and all(row["correct"] == 1 for row in rows)
-    # Most HumanEval prompts carry >>> examples, and the canonical bodies pass them.
+    # 76 HumanEval prompts carry >>> examples (the rest describe examples in prose). The
+    # canonical bodies pass them on all but a handful: HumanEval/47's median example is wrong,
+    # and some write `>>> f(x) == y` with no expected output line, which doctest reads as "".
     verdicts = [json.loads(line) for line in (canonical_run / "results.jsonl").open()]
     with_examples = [v for v in verdicts if v["examples_total"] > 0]
-    assert len(with_examples) > 100
-    assert sum(v["examples_passed"] == v["examples_total"] for v in with_examples) > 0.9 * len(
-        with_examples
-    )
+    assert len(with_examples) >= 70
+    all_examples_pass = [v for v in with_examples if v["examples_passed"] == v["examples_total"]]
+    assert len(all_examples_pass) >= 0.85 * len(with_examples)
+    assert "HumanEval/47" not in {v["task_id"] for v in all_examples_pass}
 
 
 def test_report_files_are_produced(canonical_run: Path, tmp_path: Path) -> None:
