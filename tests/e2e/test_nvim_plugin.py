@@ -59,6 +59,8 @@ BODY_ROW = 12  # 1-based line of the empty body (four spaces)
 # Most likely first: the wrong body. The doctest filter must rank the right one first.
 WRONG = "    return a - b\n"
 RIGHT = "    return a + b\n"
+# A body with a blank line inside: drawn as virtual lines, inserted with its indentation.
+MULTILINE = "    total = a\n    total += b\n\n    return total\n"
 
 # Shared by both drivers: read the config, report as JSON, load the plugin like startup would.
 PRELUDE = r"""
@@ -149,6 +151,12 @@ local ok, err = xpcall(function()
   vim.wait(2000, function() return vim.bo[bufnr].modified end, 20)
   report.lines_after_pick = vim.api.nvim_buf_get_lines(bufnr, 0, -1, false)
   step("picked")
+
+  vim.cmd("checkhealth docomplete")
+  vim.wait(5000, function()
+    return table.concat(vim.api.nvim_buf_get_lines(0, 0, -1, false), "\n"):find("advertised") ~= nil
+  end, 20)
+  report.health = vim.api.nvim_buf_get_lines(0, 0, -1, false)
 end, debug.traceback)
 if not ok then return fail(err) end
 report.done = true
@@ -238,6 +246,13 @@ def test_accept_inserts_the_body_and_reports_it(plugin_session: dict[str, Any]) 
     assert accepted["doctest"] == "passed"
 
 
+def test_checkhealth_reports_the_running_server(plugin_session: dict[str, Any]) -> None:
+    health = "\n".join(plugin_session["health"])
+    assert "server command found" in health
+    assert "inline completion advertised" in health
+    assert "ERROR" not in health
+
+
 def test_candidates_picker_lists_ranked_rows_and_inserts_the_choice(
     plugin_session: dict[str, Any],
 ) -> None:
@@ -303,8 +318,14 @@ local ok, err = xpcall(function()
   docomplete.trigger(bufnr)
   vim.wait(20000, function() return docomplete.ghost_text(bufnr) ~= nil end, 20)
   report.ghost_after_recovery = docomplete.ghost_text(bufnr) or vim.NIL
+  local mark = vim.api.nvim_buf_get_extmarks(bufnr, require("docomplete.ghost").namespace, 0, -1, { details = true })[1]
+  report.recovery_virt_lines = mark and #(mark[4].virt_lines or {}) or 0
   report.sent_total = sent
   step("recovered")
+
+  report.accepted_multiline = docomplete.accept(bufnr)
+  report.lines_after_multiline = vim.api.nvim_buf_get_lines(bufnr, 0, -1, false)
+  report.cursor_after_multiline = vim.api.nvim_win_get_cursor(0)
 end, debug.traceback)
 if not ok then return fail(err) end
 report.done = true
@@ -331,7 +352,7 @@ def robustness_session(tmp_path_factory: pytest.TempPathFactory) -> dict[str, An
     tmp_path = tmp_path_factory.mktemp("nvim_plugin_robustness")
     delay_s = 4.0
     stop = threading.Event()
-    with ScriptedBackend([Reply([RIGHT], [-0.3])], delay_s=delay_s) as backend:
+    with ScriptedBackend([Reply([MULTILINE], [-0.3])], delay_s=delay_s) as backend:
         watcher = threading.Thread(
             target=_signal_backend_events, args=(backend, tmp_path, stop), daemon=True
         )
@@ -378,5 +399,20 @@ def test_leaving_insert_mode_cancels_the_backend_request(
 
 
 def test_suggestions_resume_after_a_cancelled_request(robustness_session: dict[str, Any]) -> None:
-    assert robustness_session["ghost_after_recovery"] == "return a + b"
+    assert (
+        robustness_session["ghost_after_recovery"]
+        == "total = a\n    total += b\n\n    return total"
+    )
     assert robustness_session["sent_total"] == 2
+
+
+def test_multiline_body_is_drawn_below_and_inserted_with_its_blank_line(
+    robustness_session: dict[str, Any],
+) -> None:
+    assert robustness_session["recovery_virt_lines"] == 3
+    assert robustness_session["accepted_multiline"] is True
+    lines = robustness_session["lines_after_multiline"]
+    body = lines[BODY_ROW - 1 : BODY_ROW + 3]
+    assert body == ["    total = a", "    total += b", "", "    return total"]
+    assert lines[BODY_ROW + 3 :] == SOURCE.splitlines()[BODY_ROW:]
+    assert robustness_session["cursor_after_multiline"] == [BODY_ROW + 3, len("    return total")]
