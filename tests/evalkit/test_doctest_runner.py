@@ -1,0 +1,143 @@
+"""The doctest runner the LSP filter calls: real sandbox runs, verdicts judged in the parent."""
+
+from __future__ import annotations
+
+import doctest
+
+import pytest
+
+from evalkit import sandbox
+from evalkit.doctest_runner import (
+    DoctestExample,
+    DoctestVerdict,
+    extract_examples,
+    run_doctests,
+)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _sandbox_available() -> None:
+    try:
+        sandbox.detect_layers()
+    except sandbox.SandboxError as exc:
+        pytest.skip(f"no sandbox here: {exc}")
+
+
+DOCSTRING = """Clamp ``value`` into ``[low, high]`` and report it.
+
+    >>> clamp(5, 0, 3)
+    3
+    >>> clamp(-1, 0, 3)
+    0
+    >>> print(clamp(2, 0, 3), "ok")
+    2 ok
+    >>> clamp(1, 3, 0)
+    Traceback (most recent call last):
+      ...
+    ValueError: empty range
+"""
+
+GOOD = """def clamp(value, low, high):
+    if low > high:
+        raise ValueError("empty range")
+    return max(low, min(value, high))
+"""
+NO_CHECK = """def clamp(value, low, high):
+    return max(low, min(value, high))
+"""
+
+
+def test_extract_examples_reads_sources_and_wants() -> None:
+    examples = extract_examples(DOCSTRING)
+    assert [e.source for e in examples] == [
+        "clamp(5, 0, 3)\n",
+        "clamp(-1, 0, 3)\n",
+        'print(clamp(2, 0, 3), "ok")\n',
+        "clamp(1, 3, 0)\n",
+    ]
+    assert examples[0].want == "3\n"
+    assert examples[3].want.startswith("Traceback (most recent call last):")
+    assert extract_examples("no examples here") == []
+    assert extract_examples("") == []
+
+
+def test_verdicts_count_passing_examples_per_candidate_in_order() -> None:
+    examples = extract_examples(DOCSTRING)
+    good, partial, broken = run_doctests(
+        "", [GOOD, NO_CHECK, "def clamp(value, low, high) return"], examples
+    )
+    assert good == DoctestVerdict(4, 4, "passed", [])
+    assert (partial.passed, partial.total, partial.status) == (3, 4, "failed")
+    assert "example 4" in partial.details[0]
+    assert (broken.passed, broken.status) == (0, "failed")
+    assert broken.details[0].startswith("definition failed: SyntaxError")
+
+
+def test_prelude_shared_state_and_option_directives() -> None:
+    prelude = "import math\nSCALE = 10\n"
+    candidate = "def spread(n):\n    return [math.floor(i * SCALE / 3) for i in range(n)]\n"
+    examples = [
+        DoctestExample("values = spread(3)\n", ""),
+        DoctestExample("values\n", "[0, 3, 6]\n"),
+        DoctestExample("spread(40)  # doctest: +ELLIPSIS\n", "[0, 3, 6, ..., 130]\n"),
+        DoctestExample("spread(2)\n", "[0,   3]\n"),
+    ]
+    (strict,) = run_doctests(prelude, [candidate], examples)
+    assert (strict.passed, strict.status) == (3, "failed")  # whitespace matters by default
+    (relaxed,) = run_doctests(
+        prelude, [candidate], examples, option_flags=doctest.NORMALIZE_WHITESPACE
+    )
+    assert relaxed.status == "passed"
+
+
+def test_a_hanging_candidate_times_out_without_hurting_the_others() -> None:
+    examples = [DoctestExample("double(2)\n", "4\n"), DoctestExample("double(0)\n", "0\n")]
+    hanging = "def double(x):\n    while x == 0:\n        pass\n    return 2 * x\n"
+    fine = "def double(x):\n    return 2 * x\n"
+    first, stuck, last = run_doctests("", [fine, hanging, fine], examples, timeout_s=0.5)
+    assert first.status == last.status == "passed"
+    assert (stuck.passed, stuck.total, stuck.status) == (1, 2, "timeout")
+
+
+CHEATS = {
+    "sys.exit(0) while defining": "import sys\nsys.exit(0)\n",
+    "os._exit(0) when called": "import os\ndef double(x):\n    os._exit(0)\n",
+    "SystemExit when called": "def double(x):\n    raise SystemExit(0)\n",
+    "fake markers": (
+        "import os\ndef double(x):\n"
+        "    for fd in range(1, 10):\n"
+        "        try:\n"
+        '            os.write(fd, b\'4\\npassed\\n{"event": "done"}\\n\')\n'
+        "        except OSError:\n"
+        "            pass\n"
+        "    os._exit(0)\n"
+    ),
+    "patched checker": (
+        "import doctest\n"
+        "doctest.OutputChecker.check_output = lambda *args: True\n"
+        "def double(x):\n    return None\n"
+    ),
+    "always-equal result": (
+        "class Anything:\n"
+        "    def __eq__(self, other):\n        return True\n"
+        "    def __repr__(self):\n        return 'Anything()'\n"
+        "def double(x):\n    return Anything()\n"
+    ),
+}
+
+
+@pytest.mark.parametrize("isolation", [pytest.param("bwrap", marks=pytest.mark.bwrap), "fallback"])
+def test_cheating_candidates_do_not_pass(isolation: str) -> None:
+    if isolation == "bwrap" and sandbox.detect_layers().bwrap is None:
+        pytest.skip("bubblewrap unavailable")
+    examples = [DoctestExample("double(2)\n", "4\n"), DoctestExample("double(5)\n", "10\n")]
+    honest = "def double(x):\n    return 2 * x\n"
+    verdicts = run_doctests("", [honest, *CHEATS.values()], examples, isolation=isolation)
+    assert verdicts[0].status == "passed"
+    for name, verdict in zip(CHEATS, verdicts[1:], strict=True):
+        assert verdict.status != "passed", name
+        assert verdict.passed == 0, (name, verdict)
+
+
+def test_no_candidates_means_no_sandbox_run() -> None:
+    assert run_doctests("", [], [DoctestExample("1\n", "1\n")]) == []
