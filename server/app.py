@@ -67,7 +67,8 @@ class DocompleteServer(LanguageServer):
         self.log_dir = log_dir
         self.telemetry = TelemetryLog(log_dir / "telemetry.jsonl" if log_dir else None)
         self.config_ready: asyncio.Event | None = None
-        self.inflight: dict[str, asyncio.Task[Any]] = {}
+        # Per document: the task of the request being answered and the prompt it is for.
+        self.inflight: dict[str, tuple[asyncio.Task[Any], str]] = {}
         self.outcomes: OrderedDict[str, CompletionOutcome] = OrderedDict()
 
     # -- settings ---------------------------------------------------------------------------
@@ -139,14 +140,21 @@ class DocompleteServer(LanguageServer):
             return None
         log.info("%s %s:%d:%d in %s()", method, uri, line, character, site.function_name)
 
-        # "Cancel previous": a new request for a document makes the old one worthless.
+        # "Cancel previous": a new request for a document makes the old one worthless — unless
+        # it asks for the same thing (an editor sending inline + completion at once): then
+        # both share one computation in the pipeline.
         current = asyncio.current_task()
-        previous = self.inflight.get(uri)
-        if previous is not None and previous is not current and not previous.done():
+        previous, previous_prompt = self.inflight.get(uri, (None, None))
+        if (
+            previous is not None
+            and previous is not current
+            and not previous.done()
+            and previous_prompt != site.prompt
+        ):
             log.info("cancelling the previous request for this document")
             previous.cancel()
         if current is not None:
-            self.inflight[uri] = current
+            self.inflight[uri] = (current, site.prompt)
         try:
             outcome = await self.pipeline.complete(
                 site, config, request_id=request_id, affinity=uri
@@ -164,7 +172,7 @@ class DocompleteServer(LanguageServer):
             log.info("cancelled")
             raise
         finally:
-            if current is not None and self.inflight.get(uri) is current:
+            if current is not None and self.inflight.get(uri, (None, ""))[0] is current:
                 del self.inflight[uri]
         self.remember(outcome)
         self.telemetry.record(
@@ -253,7 +261,7 @@ def create_server(
 
     @server.feature(types.SHUTDOWN)
     async def shutdown(ls: DocompleteServer, params: None) -> None:
-        for task in list(ls.inflight.values()):
+        for task, _prompt in list(ls.inflight.values()):
             task.cancel()
         await ls.pipeline.aclose()
 

@@ -132,6 +132,14 @@ def sampling_params(config: ServerConfig, arm: dict[str, Any] | None) -> Samplin
     )
 
 
+@dataclass
+class _SharedWork:
+    """One computation that several identical requests (e.g. inline + completion) await."""
+
+    future: asyncio.Future[tuple[list[RankedCandidate], dict[str, float], int]]
+    waiters: int = 0
+
+
 class CompletionPipeline:
     """Owns the backend, the cache and the health state; one instance per server."""
 
@@ -148,6 +156,7 @@ class CompletionPipeline:
         self._backend_lock = asyncio.Lock()
         self.cache = cache or CompletionCache()
         self.health = health or BackendHealth()
+        self._pending: dict[Hashable, _SharedWork] = {}
 
     async def backend(self, config: ServerConfig) -> Backend:
         """The backend for ``config``, built on first use and rebuilt when its spec changes."""
@@ -224,6 +233,39 @@ class CompletionPipeline:
                 request_id, site, list(cached.ranked), how, cached.arm, params, {"total": elapsed}
             )
 
+        shared = self._pending.get(key)
+        if shared is None:
+            shared = _SharedWork(
+                asyncio.ensure_future(self._compute(site, config, params, affinity, log, started))
+            )
+            self._pending[key] = shared
+            shared.future.add_done_callback(lambda _done: self._pending.pop(key, None))
+        else:
+            log.info("joining an identical request already in flight")
+        shared.waiters += 1
+        try:
+            # shield: one waiter giving up must not cancel the work another still awaits.
+            ranked, timings, raw_count = await asyncio.shield(shared.future)
+        except asyncio.CancelledError:
+            shared.waiters -= 1
+            if shared.waiters == 0 and not shared.future.done():
+                shared.future.cancel()  # nobody wants it any more: stop the backend too
+            raise
+        shared.waiters -= 1
+        self.cache.put(key, site.prompt, ranked, arm_name)
+        return CompletionOutcome(
+            request_id, site, list(ranked), None, arm_name, params, timings, raw_count=raw_count
+        )
+
+    async def _compute(
+        self,
+        site: CompletionSite,
+        config: ServerConfig,
+        params: SamplingParams,
+        affinity: str | None,
+        log: logging.LoggerAdapter,
+        started: float,
+    ) -> tuple[list[RankedCandidate], dict[str, float], int]:
         raw = await self._sample(site, config, params, affinity, log)
         sampled = time.perf_counter()
         clean = clean_candidates(site, raw, check_syntax=syntax_checkable(site))
@@ -244,10 +286,7 @@ class CompletionPipeline:
             ranked[0].verdict_text() if ranked else "-",
             ", ".join(f"{k} {v:.0f} ms" for k, v in timings.items()),
         )
-        self.cache.put(key, site.prompt, ranked, arm_name)
-        return CompletionOutcome(
-            request_id, site, ranked, None, arm_name, params, timings, raw_count=len(raw)
-        )
+        return ranked, timings, len(raw)
 
     async def _sample(
         self,

@@ -17,7 +17,7 @@ from pygls.exceptions import JsonRpcException
 from pytest_lsp import ClientServerConfig, LanguageClient, client_capabilities
 
 from tests.fixtures.scripted_backend import Reply, ScriptedBackend
-from tests.server.test_lsp_session import inline_params, open_document
+from tests.server.test_lsp_session import BODY_LINE, SOURCE, URI, inline_params, open_document
 
 SERVER = ClientServerConfig(server_command=[sys.executable, "-m", "server", "lsp"])
 REQUEST_FAILED = -32803
@@ -79,9 +79,20 @@ async def test_a_new_request_cancels_the_previous_one_for_the_document(
     first = send_inline(client, "old")
     assert await wait_for(lambda: len(backend.requests) == 1)
     backend.delay_s = 0
-    second = send_inline(client, "new", character=0)
+    # The user edits the docstring: the old request's prompt is stale.
+    client.text_document_did_change(
+        types.DidChangeTextDocumentParams(
+            text_document=types.VersionedTextDocumentIdentifier(uri=URI, version=2),
+            content_changes=[
+                types.TextDocumentContentChangeWholeDocument(
+                    text=SOURCE.replace("Reverse the order", "Reverse the order (edited)")
+                )
+            ],
+        )
+    )
+    second = send_inline(client, "new")
     result = await asyncio.wait_for(second, 10)
-    assert result.items[0].insert_text == "    return sentence"
+    assert result.items[0].insert_text == "return sentence"
     with pytest.raises(JsonRpcException) as error:
         await asyncio.wait_for(first, 10)
     assert error.value.code == REQUEST_CANCELLED
@@ -123,3 +134,22 @@ async def test_slow_backend_times_out_with_a_clear_error(
     assert "did not answer within 0.5 s" in error.value.message
     assert await wait_for(lambda: backend.disconnects == 1)
     assert sum(m.type == types.MessageType.Error for m in client.messages) == 1
+
+
+async def test_identical_requests_share_one_backend_call(
+    client: LanguageClient, backend: ScriptedBackend
+):
+    backend.delay_s = 0.5  # both requests arrive while the first is still waiting on the model
+    inline = send_inline(client, "inline-1")
+    completion = client.text_document_completion_async(
+        types.CompletionParams(
+            text_document=types.TextDocumentIdentifier(uri=URI),
+            position=types.Position(line=BODY_LINE, character=4),
+        )
+    )
+    inline_result, completion_result = await asyncio.wait_for(
+        asyncio.gather(inline, completion), 10
+    )
+    assert inline_result.items[0].insert_text == "return sentence"
+    assert completion_result.items[0].text_edit.new_text == "return sentence"
+    assert len(backend.requests) == 1
