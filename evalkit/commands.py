@@ -168,8 +168,22 @@ def _make_backend(specs: list[str], model: str | None) -> tuple[Any, str, str | 
             )
         model_id = model
         spec = specs[0] if len(specs) == 1 else list(specs)
+    # A local --model directory lends its tokenizer to a URL backend; any other value is the
+    # model name the server expects (vLLM needs one). Big sampling calls on a CPU server are
+    # slow, so the HTTP timeout is generous.
+    options: dict[str, Any] = {}
+    if spec != "embedded":
+        options["timeout_s"] = 900.0
+        if model is not None and not Path(model).expanduser().is_dir():
+            options["model_name"] = model
     try:
-        backend = make_backend(spec, model_path=model_id)
+        backend = make_backend(
+            spec,
+            model_path=model_id
+            if spec == "embedded" or options.get("model_name") is None
+            else None,
+            **options,
+        )
     except BackendError as exc:
         raise CommandError(str(exc)) from None
     except (OSError, ValueError) as exc:
