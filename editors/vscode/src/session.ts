@@ -32,6 +32,15 @@ export const PYTHON_DOCUMENTS = [
     { scheme: 'untitled', language: 'python' },
 ];
 
+/**
+ * vscode-languageclient 9.0.1 copies VS Code's trigger kind (Invoke = 0, Automatic = 1) into the
+ * request unchanged, but LSP 3.18 numbers them Invoked = 1, Automatic = 2; a server that checks
+ * the enum rejects 0. Shift it here (the client version is pinned in package.json).
+ */
+export function asLspTriggerKind<T extends { triggerKind: number }>(context: T): T {
+    return { ...context, triggerKind: context.triggerKind + 1 };
+}
+
 const MAX_RESTARTS = 4;
 const MAX_RESTARTS_WINDOW_MS = 3 * 60 * 1000;
 
@@ -203,7 +212,7 @@ export class ServerSession implements vscode.Disposable {
             provideInlineCompletionItems: async (document, position, context, token, next) => {
                 const finished = this.status.beginRequest();
                 try {
-                    const result = await next(document, position, context, token);
+                    const result = await next(document, position, asLspTriggerKind(context), token);
                     const items = Array.isArray(result) ? result : result?.items;
                     const first = items?.[0];
                     if (first && !token.isCancellationRequested) {

@@ -78,7 +78,7 @@ test(
         const pending = provider.provideInlineCompletionItems(
             document,
             new Position(line, character),
-            { triggerKind: 1, selectedCompletionInfo: undefined },
+            { triggerKind: 0 /* vscode.InlineCompletionTriggerKind.Invoke */, selectedCompletionInfo: undefined },
             token,
         );
         assert.match(status.text, /thinking/, 'status bar while the request runs');

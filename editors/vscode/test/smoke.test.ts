@@ -116,6 +116,13 @@ test('candidates result: ranked rows with verdicts and scores', () => {
     assert.deepEqual(parseCandidatesResult(null), []);
 });
 
+test('inline trigger kinds are renumbered from VS Code to LSP', () => {
+    const { asLspTriggerKind } = require(path.join(srcDir, 'session.js'));
+    // VS Code: Invoke = 0, Automatic = 1. LSP 3.18: Invoked = 1, Automatic = 2.
+    assert.equal(asLspTriggerKind({ triggerKind: 0 }).triggerKind, 1);
+    assert.equal(asLspTriggerKind({ triggerKind: 1, selectedCompletionInfo: undefined }).triggerKind, 2);
+});
+
 test('status bar shows "thinking" only while a request is in flight', () => {
     const { StatusIndicator } = require(path.join(srcDir, 'statusBar.js'));
     const status = new StatusIndicator('docomplete.showLog');
