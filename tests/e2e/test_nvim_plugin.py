@@ -125,6 +125,23 @@ local ok, err = xpcall(function()
   report.ghost_after_prev = docomplete.ghost_text(bufnr)
   step("cycled")
 
+  -- Typing the start of the suggestion shrinks it without a new request.
+  local lsp = require("docomplete.lsp")
+  local sent = 0
+  local request = lsp.request
+  lsp.request = function(client, method, ...)
+    if method == lsp.methods.inline then sent = sent + 1 end
+    return request(client, method, ...)
+  end
+  vim.api.nvim_buf_set_text(bufnr, cfg.row - 1, cfg.col, cfg.row - 1, cfg.col, { "ret" })
+  vim.api.nvim_win_set_cursor(0, { cfg.row, cfg.col + 3 })
+  vim.api.nvim_exec_autocmds("CursorMovedI", { buffer = bufnr })
+  vim.api.nvim_exec_autocmds("TextChangedI", { buffer = bufnr })
+  report.ghost_after_typing = docomplete.ghost_text(bufnr) or vim.NIL
+  vim.wait(300)
+  report.requests_while_typing = sent
+  lsp.request = request
+
   report.accepted = docomplete.accept(bufnr)
   report.lines_after_accept = vim.api.nvim_buf_get_lines(bufnr, 0, -1, false)
   report.cursor_after_accept = vim.api.nvim_win_get_cursor(0)
@@ -227,6 +244,13 @@ def test_ghost_text_shows_the_doctest_passing_candidate(plugin_session: dict[str
 def test_cycling_shows_the_other_ranked_candidate(plugin_session: dict[str, Any]) -> None:
     assert plugin_session["ghost_after_next"] == "return a - b"
     assert plugin_session["ghost_after_prev"] == "return a + b"
+
+
+def test_typing_the_suggestion_shrinks_it_without_a_new_request(
+    plugin_session: dict[str, Any],
+) -> None:
+    assert plugin_session["ghost_after_typing"] == "urn a + b"
+    assert plugin_session["requests_while_typing"] == 0
 
 
 def test_accept_inserts_the_body_and_reports_it(plugin_session: dict[str, Any]) -> None:

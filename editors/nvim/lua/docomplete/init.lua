@@ -79,23 +79,20 @@ local function attach_autocmds(bufnr)
       inline.schedule(bufnr)
     end
   end
-  vim.api.nvim_create_autocmd({ "InsertEnter", "TextChangedI" }, {
+  vim.api.nvim_create_autocmd("InsertEnter", {
     group = group,
     buffer = bufnr,
     callback = retrigger,
   })
-  vim.api.nvim_create_autocmd("CursorMovedI", {
+  -- Typing fires CursorMovedI, then TextChangedI. Text that matches the suggestion only shrinks
+  -- it; anything else (another character, a move, a deletion) asks again after the debounce.
+  vim.api.nvim_create_autocmd({ "CursorMovedI", "TextChangedI" }, {
     group = group,
     buffer = bufnr,
     callback = function()
-      -- Typing moves the cursor too; only a move that leaves the suggestion's anchor matters.
-      if inline.is_visible(bufnr) then
-        local row = vim.api.nvim_win_get_cursor(0)[1] - 1
-        local mark = vim.api.nvim_buf_get_extmarks(bufnr, ghost.namespace, 0, -1, {})[1]
-        if mark and (mark[2] ~= row or mark[3] ~= vim.api.nvim_win_get_cursor(0)[2]) then
-          inline.dismiss(bufnr)
-          retrigger()
-        end
+      if not inline.follow_typing(bufnr) then
+        inline.dismiss(bufnr)
+        retrigger()
       end
     end,
   })

@@ -139,6 +139,11 @@ function M.request(bufnr, trigger_kind)
     end
     state.client, state.anchor = client, anchor
     state.items, state.index = lsp.inline_items(result), 1
+    for _, item in ipairs(state.items) do
+      -- Without a range the item is inserted at the request's position; pin that down now so
+      -- that typing ahead (follow_typing) keeps the same starting point.
+      item.range = item.range or { start = params.position, ["end"] = params.position }
+    end
     state.candidates_loaded = false
     render(bufnr)
   end, bufnr)
@@ -162,6 +167,31 @@ function M.schedule(bufnr)
       end
     end)
   end)
+end
+
+--- Keeps the suggestion when the user types what it predicted (typed-ahead): the ghost text
+--- shrinks instead of disappearing, and no new request is needed. False when it no longer fits.
+---@param bufnr integer
+---@return boolean
+function M.follow_typing(bufnr)
+  local state = states[bufnr]
+  local item = state and state.items[state.index]
+  if not item or not state.anchor or vim.api.nvim_get_current_buf() ~= bufnr then
+    return false
+  end
+  local now = cursor_anchor(bufnr)
+  if now.row ~= state.anchor.row or now.col < state.anchor.col then
+    return false
+  end
+  local previous = state.anchor
+  state.anchor = now
+  local text = pending_text(bufnr, state, item)
+  if not text or text == "" then
+    state.anchor = previous
+    return false
+  end
+  render(bufnr)
+  return true
 end
 
 --- Whether a suggestion is drawn in the buffer now.
@@ -206,6 +236,11 @@ function M.accept(bufnr)
   local line = vim.api.nvim_buf_get_lines(bufnr, anchor.row, anchor.row + 1, false)[1] or ""
   local encoding = client.offset_encoding or "utf-16"
   local cursor = { line = anchor.row, character = lsp.lsp_character(line, anchor.col, encoding) }
+  local range = item.range
+  if range and range["end"].line == cursor.line and range["end"].character < cursor.character then
+    -- The user typed the start of the suggestion: replace that typed text with the whole item.
+    item = vim.tbl_extend("force", item, { range = { start = range.start, ["end"] = cursor } })
+  end
   return M.insert_item(bufnr, client, item, cursor)
 end
 
