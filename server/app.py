@@ -52,6 +52,22 @@ class RequestFailed(JsonRpcException):
     MESSAGE = "Request failed"
 
 
+class _QuietExpectedFailures(logging.Filter):
+    """pygls logs a traceback for every error response; a RequestFailed is an expected answer
+    (backend down, already shown to the user once), so one line is enough."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], RequestFailed):
+            record.msg = f"request failed: {record.exc_info[1]}"
+            record.args = ()
+            record.exc_info = None
+            record.levelno, record.levelname = logging.INFO, "INFO"
+        return True
+
+
+logging.getLogger("pygls.protocol.json_rpc").addFilter(_QuietExpectedFailures())
+
+
 class DocompleteServer(LanguageServer):
     """The language server plus its state: settings, pipeline, telemetry, in-flight requests."""
 
@@ -70,6 +86,7 @@ class DocompleteServer(LanguageServer):
         # Per document: the task of the request being answered and the prompt it is for.
         self.inflight: dict[str, tuple[asyncio.Task[Any], str]] = {}
         self.outcomes: OrderedDict[str, CompletionOutcome] = OrderedDict()
+        self.warm_up_task: asyncio.Task[None] | None = None
 
     # -- settings ---------------------------------------------------------------------------
 
@@ -114,6 +131,22 @@ class DocompleteServer(LanguageServer):
             except TimeoutError:
                 pass
         return self.config
+
+    async def warm_up(self) -> None:
+        """Background start-up work; a broken backend is reported now, once."""
+        try:
+            error = await self.pipeline.warm_up(self.config)
+        except Exception as exc:  # warm-up is an optimisation: never let it take the server down
+            logger.warning("warm-up failed: %s", exc)
+            return
+        if error is not None:
+            self.window_show_message(
+                types.ShowMessageParams(
+                    type=types.MessageType.Error, message=f"docomplete: {error}"
+                )
+            )
+        else:
+            logger.info("warm-up done")
 
     # -- completion ---------------------------------------------------------------------------
 
@@ -247,6 +280,7 @@ def create_server(
         finally:
             if ls.config_ready is not None:
                 ls.config_ready.set()
+        ls.warm_up_task = asyncio.create_task(ls.warm_up())
 
     @server.feature(types.WORKSPACE_DID_CHANGE_CONFIGURATION)
     async def did_change_configuration(

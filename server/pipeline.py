@@ -179,6 +179,31 @@ class CompletionPipeline:
             self.cache.clear()
             return backend
 
+    async def warm_up(self, config: ServerConfig) -> BackendError | None:
+        """Load what the first request would otherwise wait for: the embedded model (one
+        one-token generation) and the doctest sandbox. HTTP backends are left alone (a request
+        to a shared server for nothing). Returns the backend error, if any, so the user hears
+        about a missing model at startup rather than at the first keystroke."""
+        try:
+            backend = await self.backend(config)
+            if config.backend == ("embedded",):
+                await backend.complete(
+                    ["def warm_up():\n"], SamplingParams(n=1, temperature=0.0, max_tokens=1)
+                )
+        except BackendError as exc:
+            self.health.record_failure(exc)
+            return exc
+        if config.doctest_filter:
+            examples = extract_examples(">>> warm_up()\n1\n")
+            await asyncio.to_thread(
+                run_examples,
+                "",
+                ["def warm_up():\n    return 1\n"],
+                examples,
+                timeout_s=config.doctest_timeout,
+            )
+        return None
+
     async def aclose(self) -> None:
         if self._backend is not None:
             await self._backend.aclose()

@@ -153,3 +153,19 @@ async def test_identical_requests_share_one_backend_call(
     assert inline_result.items[0].insert_text == "return sentence"
     assert completion_result.items[0].text_edit.new_text == "return sentence"
     assert len(backend.requests) == 1
+
+
+async def test_missing_embedded_model_is_reported_at_startup(tmp_path):
+    from server.lsp_session import LspSession
+
+    settings = {"backend": "embedded", "modelPath": str(tmp_path / "no-model")}
+    async with LspSession(settings) as session:
+        session.open(URI, SOURCE)
+        assert await wait_for(lambda: bool(session.messages), timeout_s=30)
+        with pytest.raises(JsonRpcException) as error:
+            await session.inline(URI, BODY_LINE, 4)
+    assert error.value.code == REQUEST_FAILED
+    assert len(session.messages) == 1
+    message = session.messages[0].message
+    assert "no-model" in message and "docomplete train" in message
+    assert not any("Traceback" in line for line in session.stderr_tail)
