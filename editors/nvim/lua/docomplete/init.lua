@@ -103,14 +103,22 @@ local function attach_autocmds(bufnr)
       inline.dismiss(bufnr)
     end,
   })
+  vim.api.nvim_create_autocmd("BufWipeout", {
+    group = group,
+    buffer = bufnr,
+    callback = function()
+      inline.forget(bufnr)
+      pcall(vim.api.nvim_del_augroup_by_id, group)
+    end,
+  })
   vim.api.nvim_create_autocmd("LspDetach", {
     group = group,
     buffer = bufnr,
     callback = function(event)
       local client = vim.lsp.get_client_by_id(event.data.client_id)
       if client and client.name == lsp.client_name then
-        inline.dismiss(bufnr)
-        vim.api.nvim_del_augroup_by_id(group)
+        inline.forget(bufnr)
+        pcall(vim.api.nvim_del_augroup_by_id, group)
       end
     end,
   })

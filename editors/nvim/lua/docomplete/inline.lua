@@ -63,6 +63,13 @@ function M.dismiss(bufnr)
   ghost.clear(bufnr)
 end
 
+--- Drops everything kept for a buffer that is going away.
+---@param bufnr integer
+function M.forget(bufnr)
+  M.dismiss(bufnr)
+  states[bufnr] = nil
+end
+
 --- The suggestion's part that is not typed yet, and where it starts.
 local function pending_text(bufnr, state, item)
   local encoding = state.client.offset_encoding or "utf-16"
@@ -96,7 +103,6 @@ local function render(bufnr)
     return
   end
   ghost.show(bufnr, row, col, text, opts.hl_group)
-  item.shown = item.shown or false
   if not item.shown then
     item.shown = true
     lsp.notify(state.client, lsp.methods.shown, lsp.shown_params(item))
