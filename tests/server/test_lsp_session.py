@@ -9,6 +9,7 @@ sandbox — is the real thing.
 from __future__ import annotations
 
 import asyncio
+import json
 import sys
 
 import pytest
@@ -208,10 +209,13 @@ async def test_configuration_sources(client: LanguageClient, backend: ScriptedBa
 
 
 async def test_telemetry_records_shown_and_accepted_with_the_arm(
-    client: LanguageClient, backend: ScriptedBackend
+    client: LanguageClient, backend: ScriptedBackend, tmp_path
 ):
+    telemetry_file = tmp_path / "telemetry.jsonl"
     client.workspace_did_change_configuration(
-        types.DidChangeConfigurationParams(settings={"abArms": [0.2, 0.6]})
+        types.DidChangeConfigurationParams(
+            settings={"abArms": [0.2, 0.6], "telemetryFile": str(telemetry_file)}
+        )
     )
     open_document(client)
     result = await client.text_document_inline_completion_async(inline_params())
@@ -229,3 +233,9 @@ async def test_telemetry_records_shown_and_accepted_with_the_arm(
     assert arm in ("arm0", "arm1")
     assert kinds["accepted"]["arm"] == arm and kinds["accepted"]["doctest"] == "passed"
     assert backend.requests[-1]["temperature"] == {"arm0": 0.2, "arm1": 0.6}[arm]
+    written = [json.loads(line) for line in telemetry_file.read_text().splitlines()]
+    assert [e["event"] for e in written if e.get("requestId") == request_id] == [
+        "completion",
+        "shown",
+        "accepted",
+    ]
