@@ -440,3 +440,54 @@ def test_multiline_body_is_drawn_below_and_inserted_with_its_blank_line(
     assert body == ["    total = a", "    total += b", "", "    return total"]
     assert lines[BODY_ROW + 3 :] == SOURCE.splitlines()[BODY_ROW:]
     assert robustness_session["cursor_after_multiline"] == [BODY_ROW + 3, len("    return total")]
+
+
+EMBEDDED_DRIVER = (
+    PRELUDE
+    + r"""
+local ok, err = xpcall(function()
+  local docomplete = require("docomplete")
+  local notes = {}
+  local notify = vim.notify
+  vim.notify = function(message, level)
+    table.insert(notes, message)
+    notify(message, level)
+  end
+  docomplete.setup({ cmd = cfg.cmd, settings = { backend = "embedded", n = 4 } })
+  vim.cmd.edit(vim.fn.fnameescape(cfg.file))
+  local bufnr = vim.api.nvim_get_current_buf()
+  local inline = require("docomplete.inline")
+  if not vim.wait(60000, function()
+    local client = require("docomplete.lsp").client_for(bufnr)
+    return client ~= nil and client.server_capabilities ~= nil
+  end, 50) then return fail("the docomplete server did not attach") end
+  vim.api.nvim_win_set_cursor(0, { cfg.row, cfg.col })
+  docomplete.trigger(bufnr)
+  report.answered = vim.wait(120000, function() return not inline.is_pending(bufnr) end, 50)
+  report.ghost = docomplete.ghost_text(bufnr) or vim.NIL
+  report.accepted = docomplete.accept(bufnr)
+  report.lines = vim.api.nvim_buf_get_lines(bufnr, 0, -1, false)
+  report.notes = notes
+end, debug.traceback)
+if not ok then return fail(err) end
+report.done = true
+save()
+vim.cmd("qall!")
+"""
+)
+
+
+@pytest.mark.slow
+def test_embedded_model_suggestion_compiles_when_accepted(tmp_path: Path) -> None:
+    """The bundled model through the plugin: whatever it suggests leaves a compiling file."""
+    from model.paths import default_model_path
+
+    if not default_model_path().exists():
+        pytest.skip(f"bundled model missing: {default_model_path()}")
+    report = _run_driver(tmp_path, "embedded", EMBEDDED_DRIVER)
+    assert report["answered"] is True
+    assert report["notes"] == []
+    if report["ghost"] is None:
+        pytest.skip("the model offered nothing that survived post-processing here")
+    assert report["accepted"] is True
+    compile("\n".join(report["lines"]) + "\n", "mathy.py", "exec")

@@ -200,6 +200,12 @@ function M.follow_typing(bufnr)
   return true
 end
 
+--- Whether a request is waiting for its debounce or for the server's answer.
+function M.is_pending(bufnr)
+  local state = states[bufnr]
+  return state ~= nil and (state.timer ~= nil or state.inflight ~= nil)
+end
+
 --- Whether a suggestion is drawn in the buffer now.
 function M.is_visible(bufnr)
   local state = states[bufnr]
