@@ -21,7 +21,6 @@ from pygls.exceptions import JsonRpcException
 from pygls.lsp.server import LanguageServer
 
 from server.config import CONFIG_SECTION, ServerConfig, config_as_json, parse_config
-from server.context import CompletionSite
 from server.pipeline import (
     BackendFactory,
     BackendFailure,
@@ -227,9 +226,9 @@ class DocompleteServer(LanguageServer):
         return outcome
 
 
-def _cursor_range(site: CompletionSite) -> types.Range:
-    cursor = types.Position(line=site.cursor_line, character=site.cursor_character)
-    return types.Range(start=cursor, end=cursor)
+def _cursor_range(position: types.Position) -> types.Range:
+    """The empty range at the cursor, in the client's own position units (UTF-16 for VS Code)."""
+    return types.Range(start=position, end=position)
 
 
 def _accept_command(outcome: CompletionOutcome, index: int) -> types.Command:
@@ -311,7 +310,7 @@ def create_server(
         items = [
             types.InlineCompletionItem(
                 insert_text=insertion_text(outcome.site, ranked.continuation),
-                range=_cursor_range(outcome.site),
+                range=_cursor_range(params.position),
                 command=_accept_command(outcome, index),
             )
             for index, ranked in enumerate(outcome.ranked)
@@ -346,7 +345,7 @@ def create_server(
                     sort_text=f"{index:04d}",
                     filter_text=first_line,
                     insert_text_format=types.InsertTextFormat.PlainText,
-                    text_edit=types.TextEdit(range=_cursor_range(outcome.site), new_text=text),
+                    text_edit=types.TextEdit(range=_cursor_range(params.position), new_text=text),
                     command=_accept_command(outcome, index),
                 )
             )

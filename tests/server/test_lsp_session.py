@@ -239,3 +239,24 @@ async def test_telemetry_records_shown_and_accepted_with_the_arm(
         "shown",
         "accepted",
     ]
+
+
+async def test_positions_are_in_the_negotiated_units(
+    client: LanguageClient, backend: ScriptedBackend
+):
+    line_text = '    greeting = "😀 ünïcode"'
+    text = SOURCE[: SOURCE.rindex("    \n")] + line_text + "\n"
+    backend.set_replies([Reply(["\n    return greeting + sentence\n"], [-0.3])])
+    open_document(client, text)
+    encoding = client.initialize_result.capabilities.position_encoding  # type: ignore[attr-defined]
+    # VS Code speaks UTF-16 code units; Neovim offers UTF-8 and gets it.
+    codec, width = {"utf-8": ("utf-8", 1), "utf-16": ("utf-16-le", 2), "utf-32": ("utf-32-le", 4)}[
+        encoding or "utf-16"
+    ]
+    cursor_units = len(line_text.encode(codec)) // width
+    result = await client.text_document_inline_completion_async(
+        inline_params(character=cursor_units)
+    )
+    assert result.items[0].insert_text == "\n    return greeting + sentence"
+    assert result.items[0].range.start == types.Position(line=BODY_LINE, character=cursor_units)
+    assert backend.requests[-1]["prompt"][0].endswith(line_text)
