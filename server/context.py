@@ -419,6 +419,8 @@ def _enclosing_header(lines: list[str], def_line: int, def_indent: str) -> str:
 def function_source(site: CompletionSite, continuation: str) -> str:
     """The whole function (dedented to module level) with ``continuation`` as its body."""
     text = site.function_prefix + continuation
+    if not site.starts_at_line:
+        text += site.rest_of_line  # the code after a mid-line cursor stays where it is
     if site.def_indent:
         # Drop the enclosing class line we added, then dedent by the def's indentation.
         text = text.split("\n", 1)[1] if text.lstrip().startswith("class ") else text

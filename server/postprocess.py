@@ -143,6 +143,18 @@ def trim_repeated_suffix(site: CompletionSite, text: str) -> str | None:
     return text
 
 
+def fit_mid_line(site: CompletionSite, text: str) -> str:
+    """With code after the cursor on its line, offer only the rest of this line, without
+    the closing text the model wrote again (``foo(a, |)`` + ``b)`` → ``b``)."""
+    rest = site.rest_of_line.strip()
+    if site.starts_at_line or not rest:
+        return text
+    line = text.split("\n", 1)[0].rstrip()
+    if line.endswith(rest):
+        line = line[: -len(rest)].rstrip()
+    return line
+
+
 def compiles(source: str) -> bool:
     try:
         compile(source, "<candidate>", "exec", dont_inherit=True)
@@ -183,6 +195,7 @@ def clean_candidates(
         text = cut_at_stop(candidate.text)
         text = fix_indentation(site, text)
         text = cut_at_dedent(site, text)
+        text = fit_mid_line(site, text)
         text = strip_trailing_blank(text)
         if not text.strip():
             continue

@@ -112,3 +112,10 @@ def test_inline_continuation_of_a_partial_line():
     site = find_completion_site(text, 2, len("    return a +"))
     assert site is not None
     assert bodies(site, " b\n\nprint(add(1, 2))\n") == [" b"]
+
+
+def test_mid_line_cursor_offers_the_rest_of_the_line_only():
+    text = 'def bigger(a, b):\n    """The larger one."""\n    return max(a, )\n'
+    site = find_completion_site(text, 2, len("    return max(a, "))
+    assert site is not None and site.rest_of_line == ")"
+    assert bodies(site, "b)\n\nprint(1)\n", "b, 0)\n    x = 1\n") == ["b", "b, 0"]
