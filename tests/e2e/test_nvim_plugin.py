@@ -442,6 +442,45 @@ def test_multiline_body_is_drawn_below_and_inserted_with_its_blank_line(
     assert robustness_session["cursor_after_multiline"] == [BODY_ROW + 3, len("    return total")]
 
 
+DEFAULTS_DRIVER = (
+    PRELUDE
+    + r"""
+local ok, err = xpcall(function()
+  local notes = {}
+  vim.notify = function(message) table.insert(notes, message) end
+  local show_message = vim.lsp.handlers["window/showMessage"]
+  vim.lsp.handlers["window/showMessage"] = function(err, result, ctx, config)
+    table.insert(notes, result.message)
+    return show_message(err, result, ctx, config)
+  end
+  -- No settings at all: the server must receive an empty object, not an empty list.
+  require("docomplete").setup({ cmd = cfg.cmd })
+  vim.cmd.edit(vim.fn.fnameescape(cfg.file))
+  local bufnr = vim.api.nvim_get_current_buf()
+  local client
+  if not vim.wait(30000, function()
+    client = require("docomplete.lsp").client_for(bufnr)
+    return client ~= nil and client.server_capabilities ~= nil
+  end, 50) then return fail("the docomplete server did not attach") end
+  -- A round trip after initialize: settings messages, if any, were sent before its answer.
+  client:request_sync("docomplete/telemetry", {}, 5000, bufnr)
+  vim.wait(300)
+  report.notes = notes
+end, debug.traceback)
+if not ok then return fail(err) end
+report.done = true
+save()
+vim.cmd("qall!")
+"""
+)
+
+
+def test_default_settings_are_accepted_without_warnings(tmp_path: Path) -> None:
+    report = _run_driver(tmp_path, "unused", DEFAULTS_DRIVER)
+    settings_warnings = [note for note in report["notes"] if "setting" in note]
+    assert settings_warnings == []
+
+
 EMBEDDED_DRIVER = (
     PRELUDE
     + r"""

@@ -25,6 +25,12 @@ local function use_native()
   return M.options.native == true and available
 end
 
+--- The settings as a JSON object: an empty Lua table would be sent as `[]`, which the server
+--- rightly rejects as "not an object".
+local function settings_object(settings)
+  return next(settings) == nil and vim.empty_dict() or settings
+end
+
 local function root_dir_for(bufnr)
   local name = vim.api.nvim_buf_get_name(bufnr)
   if vim.fs.root then
@@ -165,13 +171,14 @@ function M.start(bufnr)
     )
     return nil
   end
+  local settings = settings_object(M.options.settings)
   return vim.lsp.start({
     name = lsp.client_name,
     cmd = M.options.cmd,
     root_dir = root_dir_for(bufnr),
-    init_options = M.options.settings,
+    init_options = settings,
     -- Answers workspace/configuration for section "docomplete".
-    settings = { docomplete = M.options.settings },
+    settings = { docomplete = settings },
     on_attach = on_attach,
   }, { bufnr = bufnr })
 end
@@ -202,7 +209,7 @@ function M.update_settings(settings)
   M.options.settings = vim.tbl_deep_extend("force", M.options.settings, settings)
   local get = vim.lsp.get_clients or vim.lsp.get_active_clients
   for _, client in ipairs(get({ name = lsp.client_name })) do
-    client.settings = { docomplete = M.options.settings }
+    client.settings = { docomplete = settings_object(M.options.settings) }
     lsp.notify(client, "workspace/didChangeConfiguration", { settings = client.settings })
   end
 end
