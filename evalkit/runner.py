@@ -460,7 +460,14 @@ async def _execute_pipeline(
             generation.cancel()  # a broken sandbox must stop the run, not burn the model
 
     async def check(groups: list[tuple[Problem, list[SampleRecord]]]) -> None:
+        queued = time.monotonic()
         records = await loop.run_in_executor(pool, execute_samples, groups, execution)
+        log.debug(
+            "checked %d samples of %d problems in %.2fs (incl. queueing)",
+            len(records),
+            len(groups),
+            time.monotonic() - queued,
+        )
         run_dir.append("results", records)
         for record in records:
             results[(record["task_id"], int(record["sample_idx"]))] = record
@@ -578,7 +585,14 @@ async def run_generation(
                     seed=call.seed,
                 )
                 prompts = [problems_by_id[t].prompt for t in call.task_ids]
+                call_started = time.monotonic()
                 answers = await backend.complete(prompts, params)
+                log.debug(
+                    "generated %d × %d samples in %.2fs",
+                    len(prompts),
+                    params.n,
+                    time.monotonic() - call_started,
+                )
             fresh: list[SampleRecord] = []
             for task_id, candidates in zip(call.task_ids, answers, strict=True):
                 for sample_idx, candidate in zip(call.sample_indices, candidates, strict=True):
