@@ -132,6 +132,9 @@ test(
             [0, 0],
         );
 
+        // Nothing along the way made the server complain (settings, params) or the client fail.
+        assert.deepEqual(recorded.messages, []);
+
         await extension.deactivate();
         subscriptions.forEach((item) => item.dispose());
     },
