@@ -115,6 +115,10 @@ def _plot_ranking(views: Sequence[_RunView], path: Path) -> None:
             style = "--" if strategy in ("random", "oracle") else "-"
             ax.plot(ks, [100 * curve[str(k)] for k in ks], style, marker=".", label=label)
         ax.set_xscale("log")
+        all_ks = sorted({int(k) for curve in curves.values() for k in curve})
+        if all_ks:
+            ax.set_xticks(all_ks, [str(k) for k in all_ks], fontsize=7)
+            ax.minorticks_off()
         ax.set_xlabel("k (samples to choose from)")
         ax.set_ylabel("pass rate of the chosen sample (%)")
         ax.set_title(f"{view.name}: picking 1 of k", fontsize=10)
@@ -152,12 +156,10 @@ def _markdown(views: Sequence[_RunView]) -> str:
         "samples ranked by docstring examples passed, then mean token log-prob."
     )
     lines.append("")
-    lines.append(
-        "| run | problems | n | T | **filtered pass@1** | "
-        + " | ".join(keys)
-        + " | passed | failed | timeout | memory | crashed | output_limit |"
-    )
-    lines.append("|---" * (9 + len(keys)) + "|")
+    statuses = ("passed", "failed", "timeout", "memory", "crashed", "output_limit")
+    header = ["run", "problems", "n", "T", "**filtered pass@1**", *keys, *statuses]
+    lines.append("| " + " | ".join(header) + " |")
+    lines.append("|---" * len(header) + "|")
     for view in views:
         s = view.summary
         counts = s.get("status_counts", {})
@@ -166,10 +168,7 @@ def _markdown(views: Sequence[_RunView]) -> str:
             f"**{_pct(s.get('filtered_pass@1'))}** | "
             + " | ".join(_pct(s.get(k)) for k in keys)
             + " | "
-            + " | ".join(
-                str(counts.get(status, 0))
-                for status in ("passed", "failed", "timeout", "memory", "crashed", "output_limit")
-            )
+            + " | ".join(str(counts.get(status, 0)) for status in statuses)
             + " |"
         )
     lines += ["", "![pass@k](pass_at_k.png)", "", "## Which sample to show (Codex Fig. 7)", ""]
