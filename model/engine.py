@@ -46,6 +46,10 @@ log = logging.getLogger(__name__)
 #: How many trailing tokens are re-decoded to look for a stop string after each new token.
 _STOP_WINDOW_EXTRA_TOKENS = 4
 _HASH_MASK = 0xFFFFFFFF
+#: A batch may hold at most this many padded token slots per real prompt token.
+PADDING_WASTE_LIMIT = 1.25
+#: Rows (samples) decoded together at most; more are split into batches run one after another.
+DEFAULT_MAX_BATCH_ROWS = 512
 
 
 class EngineLoadError(RuntimeError):
@@ -118,6 +122,250 @@ class _Row:
     logprobs: list[float] = field(default_factory=list)
 
 
+def _preallocated_layer_class() -> type:
+    """A DynamicLayer that writes into buffers sized for the whole generation up front.
+
+    The stock layer grows by ``torch.cat`` every step, copying the whole cache each time; with
+    hundreds of rows that copy dominates decoding on CPU.
+    """
+    from transformers.cache_utils import DynamicLayer
+
+    class PreallocatedLayer(DynamicLayer):
+        reserve_tokens = 0
+
+        def __init__(self) -> None:
+            super().__init__()
+            self._key_buffer: torch.Tensor | None = None
+            self._value_buffer: torch.Tensor | None = None
+            self._length = 0
+
+        def update(self, key_states, value_states, *args, **kwargs):
+            if not self.is_initialized:
+                self.lazy_initialization(key_states, value_states)
+            end = self._length + key_states.shape[-2]
+            if self._key_buffer is None or end > self._key_buffer.shape[-2]:
+                # (B, H, capacity, D): room for the prompt plus every token still to come.
+                batch, heads, _, dim = key_states.shape
+                capacity = end + self.reserve_tokens
+                keys = key_states.new_empty((batch, heads, capacity, dim))
+                values = value_states.new_empty((batch, heads, capacity, value_states.shape[-1]))
+                if self._key_buffer is not None:
+                    keys[:, :, : self._length] = self._key_buffer[:, :, : self._length]
+                    values[:, :, : self._length] = self._value_buffer[:, :, : self._length]
+                self._key_buffer, self._value_buffer = keys, values
+            self._key_buffer[:, :, self._length : end] = key_states
+            self._value_buffer[:, :, self._length : end] = value_states
+            self._length = end
+            self.keys = self._key_buffer[:, :, :end]  # views, no copy
+            self.values = self._value_buffer[:, :, :end]
+            return self.keys, self.values
+
+        def batch_select_indices(self, indices: torch.Tensor) -> None:
+            if self._key_buffer is not None:
+                self._key_buffer = self._key_buffer[indices]
+                self._value_buffer = self._value_buffer[indices]
+                self.keys = self._key_buffer[:, :, : self._length]
+                self.values = self._value_buffer[:, :, : self._length]
+
+    return PreallocatedLayer
+
+
+def _shared_prefix_layer_class() -> type:
+    """A KV layer that keeps each prompt's keys once and only the samples' own tokens per row.
+
+    After the prefill, the ``n`` samples of a prompt point at that prompt's keys/values
+    (``row_prompt``) instead of holding copies; each row owns only the tokens it generated.
+    ``_shared_prefix_attention`` reads both parts, so a prompt's keys are read once per step for
+    all its samples rather than once per sample (the prompt usually dwarfs the completion).
+    """
+    from transformers.cache_utils import DynamicLayer
+
+    class SharedPrefixLayer(DynamicLayer):
+        def __init__(self) -> None:
+            super().__init__()
+            self.prompt_keys: torch.Tensor | None = None  # (P, Hkv, Lp, D)
+            self.prompt_values: torch.Tensor | None = None
+            self.prompt_valid: torch.Tensor | None = None  # (P, Lp) bool, False on padding
+            self.row_prompt: torch.Tensor | None = None  # (B,) prompt of each row
+            self.row_slot: torch.Tensor | None = None  # (B,) rank of the row within its prompt
+            self.slots = 0  # max rows of one prompt
+            self.gen_keys: torch.Tensor | None = None  # (B, Hkv, capacity, D)
+            self.gen_values: torch.Tensor | None = None
+            self.generated = 0
+
+        def update(self, key_states, value_states, *args, **kwargs):
+            if not self.is_initialized:
+                self.lazy_initialization(key_states, value_states)
+            if self.prompt_keys is None:  # the prefill: attention runs as usual over these
+                self.prompt_keys, self.prompt_values = key_states, value_states
+                self.keys, self.values = key_states, value_states
+                return key_states, value_states
+            step = self.generated
+            self.gen_keys[:, :, step : step + 1] = key_states  # (B, Hkv, 1, D)
+            self.gen_values[:, :, step : step + 1] = value_states
+            self.generated += 1
+            return key_states, value_states
+
+        def get_seq_length(self) -> int:
+            if self.prompt_keys is None:
+                return 0
+            return self.prompt_keys.shape[-2] + self.generated
+
+        def share(self, row_prompt: torch.Tensor, prompt_valid: torch.Tensor, reserve: int):
+            """Point rows at their prompts and make room for ``reserve`` generated tokens."""
+            assert self.prompt_keys is not None and self.prompt_values is not None
+            self.prompt_valid = prompt_valid.bool()
+            _, heads, _, dim = self.prompt_keys.shape
+            rows = row_prompt.shape[0]
+            self.gen_keys = self.prompt_keys.new_empty((rows, heads, reserve, dim))
+            self.gen_values = self.prompt_values.new_empty(
+                (rows, heads, reserve, self.prompt_values.shape[-1])
+            )
+            self._set_rows(row_prompt)
+
+        def _set_rows(self, row_prompt: torch.Tensor) -> None:
+            # Rows stay prompt-major, so a row's slot is its offset from its prompt's first row.
+            self.row_prompt = row_prompt
+            counts = torch.bincount(row_prompt, minlength=self.prompt_keys.shape[0])
+            first_row = torch.cumsum(counts, 0) - counts
+            self.row_slot = (
+                torch.arange(row_prompt.shape[0], device=row_prompt.device)
+                - (first_row[row_prompt])
+            )
+            self.slots = int(counts.max())
+
+        def batch_select_indices(self, indices: torch.Tensor) -> None:
+            if self.row_prompt is None:
+                super().batch_select_indices(indices)
+                return
+            self.gen_keys = self.gen_keys[indices]
+            self.gen_values = self.gen_values[indices]
+            row_prompt = self.row_prompt[indices]
+            used = torch.unique(row_prompt)  # sorted
+            if used.shape[0] < self.prompt_keys.shape[0]:
+                # Every sample of some prompt finished: stop reading that prompt's keys.
+                self.prompt_keys = self.prompt_keys[used]
+                self.prompt_values = self.prompt_values[used]
+                self.prompt_valid = self.prompt_valid[used]
+                row_prompt = torch.searchsorted(used, row_prompt)
+            self._set_rows(row_prompt)
+
+    return SharedPrefixLayer
+
+
+_SHARED_PREFIX_ATTENTION = "docomplete_shared_prefix"
+_SHARED_PREFIX_ARCHITECTURES = frozenset({"llama", "qwen2", "qwen3", "mistral"})
+_LAYER_CLASSES: dict[str, type] = {}
+
+
+def _layer_class(kind: str) -> type:
+    if kind not in _LAYER_CLASSES:
+        factory = _shared_prefix_layer_class if kind == "shared" else _preallocated_layer_class
+        _LAYER_CLASSES[kind] = factory()
+    return _LAYER_CLASSES[kind]
+
+
+def _shared_prefix_attention(
+    module: Any,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    scaling: float | None = None,
+    **kwargs: Any,
+) -> tuple[torch.Tensor, None]:
+    """Decode-step attention over a shared prompt part plus per-row generated part.
+
+    Anything else (prefill, other caches, HF ``generate``) goes to the stock SDPA function.
+    """
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    active = getattr(_ACTIVE, "cache", None)
+    layer = active.layers[module.layer_idx] if active is not None else None
+    if layer is None or query.shape[2] != 1 or getattr(layer, "row_prompt", None) is None:
+        return sdpa_attention_forward(
+            module, query, key, value, attention_mask, scaling=scaling, **kwargs
+        )
+    rows, q_heads, _, dim = query.shape
+    prompt_keys, prompt_values = layer.prompt_keys, layer.prompt_values
+    prompts, kv_heads, _, _ = prompt_keys.shape
+    group = q_heads // kv_heads  # query heads per key/value head (GQA)
+    scale = scaling if scaling is not None else dim**-0.5
+    q = query.reshape(rows, kv_heads, group, dim)  # (B, Hkv, G, D)
+
+    # Prompt part: gather each prompt's rows into one block so its keys are read once.
+    slots = layer.slots
+    grouped = q.new_zeros((prompts, slots, kv_heads, group, dim))
+    grouped[layer.row_prompt, layer.row_slot] = q
+    grouped = grouped.permute(0, 2, 1, 3, 4).reshape(prompts, kv_heads, slots * group, dim)
+    scores = torch.matmul(grouped, prompt_keys.transpose(-1, -2)) * scale  # (P, Hkv, S*G, Lp)
+    scores = scores.masked_fill(~layer.prompt_valid[:, None, None, :], float("-inf"))
+    prompt_max = scores.amax(dim=-1, keepdim=True)  # (P, Hkv, S*G, 1)
+    weights = torch.exp(scores - prompt_max)
+    prompt_sum = weights.sum(dim=-1, keepdim=True)
+    prompt_out = torch.matmul(weights, prompt_values)  # (P, Hkv, S*G, D)
+
+    def to_rows(t: torch.Tensor) -> torch.Tensor:  # (P, Hkv, S*G, X) -> (B, Hkv, G, X)
+        t = t.reshape(prompts, kv_heads, slots, group, t.shape[-1]).permute(0, 2, 1, 3, 4)
+        return t[layer.row_prompt, layer.row_slot]
+
+    prompt_max, prompt_sum, prompt_out = (
+        to_rows(prompt_max),
+        to_rows(prompt_sum),
+        to_rows(prompt_out),
+    )
+
+    # Generated part: every surviving row has generated the same number of tokens, no padding.
+    gen_keys = layer.gen_keys[:, :, : layer.generated]  # (B, Hkv, T, D)
+    gen_values = layer.gen_values[:, :, : layer.generated]
+    gen_scores = torch.matmul(q, gen_keys.transpose(-1, -2)) * scale  # (B, Hkv, G, T)
+    gen_max = gen_scores.amax(dim=-1, keepdim=True)
+    gen_weights = torch.exp(gen_scores - gen_max)
+    gen_sum = gen_weights.sum(dim=-1, keepdim=True)
+    gen_out = torch.matmul(gen_weights, gen_values)  # (B, Hkv, G, D)
+
+    # Merge the two softmax pieces (log-sum-exp rescaling).
+    both_max = torch.maximum(prompt_max, gen_max)
+    prompt_scale = torch.exp(prompt_max - both_max)
+    gen_scale = torch.exp(gen_max - both_max)
+    out = (prompt_out * prompt_scale + gen_out * gen_scale) / (
+        prompt_sum * prompt_scale + gen_sum * gen_scale
+    )  # (B, Hkv, G, D)
+    return out.reshape(rows, 1, q_heads, dim), None  # (B, 1, H, D) like SDPA's output
+
+
+#: ``_ACTIVE.cache``: the cache ``_shared_prefix_attention`` reads during an engine forward call
+#: (thread-local: several engines may decode in different threads of one process).
+_ACTIVE = threading.local()
+
+
+def _register_shared_prefix_attention() -> None:
+    from transformers import AttentionInterface
+    from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, sdpa_mask
+
+    AttentionInterface.register(_SHARED_PREFIX_ATTENTION, _shared_prefix_attention)
+    ALL_MASK_ATTENTION_FUNCTIONS.register(_SHARED_PREFIX_ATTENTION, sdpa_mask)
+
+
+def _make_cache(config: Any, kind: str, reserve_tokens: int) -> Any:
+    """A DynamicCache whose full-attention layers are ours (``kind``: shared or preallocated).
+
+    Other layer kinds (sliding windows, recurrent states) keep their stock implementation.
+    """
+    from transformers import DynamicCache
+    from transformers.cache_utils import DynamicLayer
+
+    cache = DynamicCache(config=config)
+    if cache.layers and all(type(layer) is DynamicLayer for layer in cache.layers):
+        layer_class = _layer_class(kind)
+        layers = [layer_class() for _ in cache.layers]
+        if kind == "preallocated":
+            for layer in layers:
+                layer.reserve_tokens = reserve_tokens
+        cache.layers = layers
+    return cache
+
+
 def _hash32(x: torch.Tensor) -> torch.Tensor:
     """A 32-bit integer mix (int64 tensor in, values in [0, 2**32) out); constants < 2**31 keep
     every product inside int64."""
@@ -147,12 +395,19 @@ def pick_device(device: str = "auto") -> tuple[torch.device, torch.dtype]:
 class Engine:
     """Samples candidates from a causal LM; see the module docstring for the conventions."""
 
-    def __init__(self, model: Any, tokenizer: Any, *, name: str = "model") -> None:
+    def __init__(
+        self, model: Any, tokenizer: Any, *, name: str = "model", shared_prefix: bool = True
+    ) -> None:
         self.model = model
         self.tokenizer = tokenizer
         self.name = name
         self.device = next(model.parameters()).device
         self.stats = EngineStats()
+        # A fast tokenizer's backend decodes without the Python wrapper's per-call overhead;
+        # the stop-string check decodes a few tokens per row per step.
+        backend = getattr(tokenizer, "backend_tokenizer", None)
+        self._fast_decoder = backend if hasattr(backend, "decode") else None
+        self.max_batch_rows = DEFAULT_MAX_BATCH_ROWS
         config = model.config
         self.max_context = int(
             getattr(config, "max_position_embeddings", None)
@@ -169,13 +424,39 @@ class Engine:
         # old name, so pick whichever this model's forward accepts.
         forward_params = inspect.signature(model.forward).parameters
         self._cache_kwarg = "cache" if "cache" in forward_params else "past_key_values"
+        self.shared_prefix = shared_prefix and self._enable_shared_prefix()
+
+    def _enable_shared_prefix(self) -> bool:
+        """Switch known decoder architectures to the shared-prompt attention (see above)."""
+        config = self.model.config
+        if getattr(config, "model_type", None) not in _SHARED_PREFIX_ARCHITECTURES:
+            return False
+        if getattr(config, "sliding_window", None) or (
+            getattr(config, "layer_types", None)
+            and any(t != "full_attention" for t in config.layer_types)
+        ):
+            return False
+        if config._attn_implementation not in ("sdpa", "eager", _SHARED_PREFIX_ATTENTION):
+            return False
+        _register_shared_prefix_attention()
+        self.model.set_attn_implementation(_SHARED_PREFIX_ATTENTION)
+        return True
 
     # ------------------------------------------------------------------ loading
     @classmethod
     def load(
-        cls, path: str | Path, device: str = "auto", dtype: torch.dtype | None = None
+        cls,
+        path: str | Path,
+        device: str = "auto",
+        dtype: torch.dtype | None = None,
+        *,
+        shared_prefix: bool = True,
     ) -> Engine:
-        """Load a local Hugging Face causal-LM directory; never downloads."""
+        """Load a local Hugging Face causal-LM directory; never downloads.
+
+        ``shared_prefix=False`` copies each prompt's KV cache to its samples instead of sharing
+        it in attention (the portable path, used automatically for unknown architectures).
+        """
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         path = Path(path).expanduser()
@@ -199,7 +480,7 @@ class Engine:
         model.to(dev).eval()
         if dev.type == "cpu" and torch.get_num_threads() > (os.cpu_count() or 1):
             torch.set_num_threads(os.cpu_count() or 1)
-        return cls(model, tokenizer, name=path.name)
+        return cls(model, tokenizer, name=path.name, shared_prefix=shared_prefix)
 
     # ------------------------------------------------------------------ helpers
     def encode(self, text: str) -> list[int]:
@@ -209,6 +490,8 @@ class Engine:
         return len(self.encode(text))
 
     def decode(self, token_ids: Sequence[int]) -> str:
+        if self._fast_decoder is not None:  # the Rust tokenizer directly: 5x less overhead
+            return str(self._fast_decoder.decode(list(token_ids), skip_special_tokens=True))
         return str(
             self.tokenizer.decode(
                 list(token_ids), skip_special_tokens=True, clean_up_tokenization_spaces=False
@@ -235,17 +518,51 @@ class Engine:
 
     @torch.inference_mode()
     def run(self, requests: Sequence[GenerationRequest]) -> None:
-        """Decode every request (each with its own params) in one batch; fills ``results``.
+        """Decode every request (each with its own params); fills ``results`` or ``cancelled``.
 
-        This is the single generation path; ``generate`` and the model server both use it.
+        Requests share batches (one batch unless prompt lengths differ a lot, see
+        ``_length_buckets``). This is the single generation path: ``generate`` and the model
+        server both use it.
         """
-        live = [r for r in requests if not (r.cancel is not None and r.cancel.is_set())]
-        for r in requests:
-            if r not in live:
-                r.cancelled = True
-        if not live:
-            return
-        prompt_ids = [self._fit_prompt(r) for r in live]
+
+        def is_cancelled(r: GenerationRequest) -> bool:
+            if r.cancel is not None and r.cancel.is_set():
+                r.cancelled, r.results = True, []
+            return r.cancelled
+
+        live = [r for r in requests if not is_cancelled(r)]
+        prompt_ids = {id(r): self._fit_prompt(r) for r in live}
+        for bucket in self._length_buckets(live):
+            bucket = [r for r in bucket if not is_cancelled(r)]
+            if bucket:
+                self._decode_batch(bucket, [prompt_ids[id(r)] for r in bucket])
+
+    def _length_buckets(self, requests: list[GenerationRequest]) -> list[list[GenerationRequest]]:
+        """Group prompts of similar length, so left padding wastes little compute and memory.
+
+        Every row of a batch attends over the longest prompt's width; one 2,000-token prompt
+        would make hundreds of short rows pay for it. Buckets also cap the rows per batch.
+        """
+        ordered = sorted(requests, key=lambda r: r.prompt_tokens)
+        buckets: list[list[GenerationRequest]] = []
+        current: list[GenerationRequest] = []
+        rows = real_tokens = 0
+        for r in ordered:
+            n = r.params.n
+            padded = (rows + n) * r.prompt_tokens  # r is the longest so far (sorted)
+            waste_too_high = padded > PADDING_WASTE_LIMIT * (real_tokens + n * r.prompt_tokens)
+            if current and (rows + n > self.max_batch_rows or waste_too_high):
+                buckets.append(current)
+                current, rows, real_tokens = [], 0, 0
+            current.append(r)
+            rows += n
+            real_tokens += n * r.prompt_tokens
+        if current:
+            buckets.append(current)
+        return buckets
+
+    def _decode_batch(self, live: list[GenerationRequest], prompt_ids: list[list[int]]) -> None:
+        """Prefill ``live``'s prompts once, then decode all their samples together."""
         rows: list[_Row] = []
         for r in live:
             base_seed = r.params.seed if r.params.seed is not None else secrets.randbits(31)
@@ -253,11 +570,16 @@ class Engine:
             rows += [_Row(r, i, base_seed, max_tokens) for i in range(r.params.n)]
         finished: dict[int, list[tuple[int, GeneratedCandidate]]] = {id(r): [] for r in live}
 
-        logits, cache, attention_mask, positions = self._prefill(prompt_ids)
+        reserve = max(row.max_tokens for row in rows)
+        logits, cache, attention_mask, positions = self._prefill(prompt_ids, reserve)
         # Share each prompt's cache among its n samples: row order is prompt-major.
         repeats = torch.tensor([r.params.n for r in live], device=self.device)
         row_source = torch.repeat_interleave(torch.arange(len(live), device=self.device), repeats)
-        cache.batch_select_indices(row_source)
+        if self.shared_prefix:  # rows point at their prompt's keys; nothing is copied
+            for layer in cache.layers:
+                layer.share(row_source, attention_mask, reserve)
+        else:  # rows get their own copy of the prompt's keys
+            cache.batch_select_indices(row_source)
         logits = logits[row_source]  # (B, V) with B = sum of n
         attention_mask = attention_mask[row_source]  # (B, L)
         positions = positions[row_source]  # (B,) next position id per row
@@ -306,7 +628,8 @@ class Engine:
                 # Finished rows leave the batch: cut them out of the cache and every per-row tensor.
                 index = torch.tensor(keep, device=self.device)
                 cache.batch_select_indices(index)
-                attention_mask = attention_mask[index]
+                if not self.shared_prefix:
+                    attention_mask = attention_mask[index]
                 positions = positions[index]
                 next_ids = next_ids[index]
                 temperatures, top_ps = temperatures[index], top_ps[index]
@@ -314,23 +637,32 @@ class Engine:
                 seeds, sample_indices = seeds[cpu_index], sample_indices[cpu_index]
                 rows = [rows[i] for i in keep]
             # One decode step for the surviving rows.
-            attention_mask = torch.cat(
-                [attention_mask, attention_mask.new_ones((len(rows), 1))], dim=1
-            )  # (B, L + step)
-            out = self.model(
-                input_ids=next_ids.unsqueeze(1),  # (B, 1)
-                attention_mask=attention_mask,
-                position_ids=positions.unsqueeze(1),  # (B, 1)
-                use_cache=True,
-                **{self._cache_kwarg: cache},
-            )
+            if self.shared_prefix:
+                step_mask = None  # the shared-prefix attention knows the padding itself
+            else:
+                attention_mask = torch.cat(
+                    [attention_mask, attention_mask.new_ones((len(rows), 1))], dim=1
+                )  # (B, L + step)
+                step_mask = attention_mask
+            _ACTIVE.cache = cache if self.shared_prefix else None
+            try:
+                out = self.model(
+                    input_ids=next_ids.unsqueeze(1),  # (B, 1)
+                    attention_mask=step_mask,
+                    position_ids=positions.unsqueeze(1),  # (B, 1)
+                    use_cache=True,
+                    **{self._cache_kwarg: cache},
+                )
+            finally:
+                _ACTIVE.cache = None
             positions = positions + 1
             logits = out.logits[:, -1, :].float()  # (B, V)
             self.stats.decode_steps += 1
             self.stats.decoded_rows += len(rows)
 
         for r in live:
-            if r.cancelled:
+            if r.cancelled or (r.cancel is not None and r.cancel.is_set()):
+                r.cancelled = True
                 r.results = []
                 continue
             by_index = sorted(finished[id(r)], key=lambda pair: pair[0])
@@ -350,11 +682,9 @@ class Engine:
         return ids
 
     def _prefill(
-        self, prompt_ids: list[list[int]]
+        self, prompt_ids: list[list[int]], reserve_tokens: int
     ) -> tuple[torch.Tensor, Any, torch.Tensor, torch.Tensor]:
         """Run every distinct prompt through the model once, left-padded into one batch."""
-        from transformers import DynamicCache
-
         width = max(len(ids) for ids in prompt_ids)
         batch = torch.full((len(prompt_ids), width), self.pad_token_id, dtype=torch.long)
         mask = torch.zeros((len(prompt_ids), width), dtype=torch.long)
@@ -363,7 +693,8 @@ class Engine:
             mask[i, width - len(ids) :] = 1
         # Padding positions get id 0 (masked anyway); real tokens count from 0.
         position_ids = (mask.cumsum(dim=1) - 1).clamp(min=0)  # (P, L)
-        cache = DynamicCache(config=self.model.config)
+        kind = "shared" if self.shared_prefix else "preallocated"
+        cache = _make_cache(self.model.config, kind, reserve_tokens)
         out = self.model(
             input_ids=batch.to(self.device),  # (P, L)
             attention_mask=mask.to(self.device),

@@ -164,3 +164,23 @@ def test_unloadable_paths_give_one_line_errors(tmp_path: Path) -> None:
     with pytest.raises(EngineLoadError) as broken:
         Engine.load(tmp_path)
     assert "\n" not in str(broken.value) and str(tmp_path) in str(broken.value)
+
+
+def test_shared_prompt_attention_matches_the_copied_cache_path(
+    engine: Engine, tiny_model_path: Path
+) -> None:
+    copying = Engine.load(tiny_model_path, shared_prefix=False)
+    assert engine.shared_prefix and not copying.shared_prefix
+    short = GenerationRequest(PROMPTS[2], SamplingParams(n=3, temperature=0.0, max_tokens=5))
+    params = SamplingParams(n=3, temperature=0.9, max_tokens=20, seed=3, stop=("\n\n",))
+    # Mixed prompt lengths + a request that finishes early exercise padding and row removal.
+    runs = []
+    for eng in (engine, copying):
+        requests = [GenerationRequest(p, params) for p in PROMPTS[:2]]
+        requests.append(GenerationRequest(short.prompt, short.params))
+        eng.run(requests)
+        runs.append(requests)
+    for shared, copied in zip(*runs, strict=True):
+        assert [c.token_ids for c in shared.results] == [c.token_ids for c in copied.results]
+        for a, b in zip(shared.results, copied.results, strict=True):
+            assert a.token_logprobs == pytest.approx(b.token_logprobs, abs=1e-4)
