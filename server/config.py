@@ -159,7 +159,8 @@ def parse_config(options: Any, base: ServerConfig | None = None) -> tuple[Server
     """
     base = base or ServerConfig()
     problems: list[str] = []
-    if options is None:
+    if options is None or (isinstance(options, list | tuple) and not options):
+        # Neovim encodes an empty Lua table as [], meaning "no settings".
         return base, problems
     if not isinstance(options, Mapping):
         return base, [f"docomplete settings must be an object, got {type(options).__name__}"]

@@ -48,6 +48,7 @@ def test_invalid_settings_fall_back_to_defaults_with_one_message_each():
     assert len(problems) == 4
     assert any("n=0" in p and "default 4" in p for p in problems)
     assert any("bogus" in p for p in problems)
+    assert parse_config([]) == (ServerConfig(), [])  # Neovim's empty table
     _, problems = parse_config(["not", "an", "object"])
     assert problems and "must be an object" in problems[0]
 
