@@ -56,7 +56,14 @@ def _parse_tcp(value: str) -> tuple[str, int]:
 
 
 def run_lsp(args: argparse.Namespace) -> int:
+    import os
+
     from server.app import create_server
+
+    # With the embedded model, the doctest sandbox runs right after torch on the same cores;
+    # OpenMP threads spinning between decode steps would steal its CPU. Must be set before
+    # torch is imported (the engine imports it lazily).
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
     verbose = getattr(args, "verbose", 0) or 0
     level = logging.WARNING - 10 * min(verbose, 2) if verbose else logging.INFO
