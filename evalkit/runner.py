@@ -1,7 +1,8 @@
 """Generate samples for every problem through a Backend and check them in the sandbox, resumably.
 
 A run directory holds ``config.json`` (every setting that shapes the numbers), ``samples.jsonl``
-and ``results.jsonl`` (append-only, flushed as produced, fsync'd in batches), and at the end
+and ``results.jsonl`` (append-only, flushed as produced, fsync'd in batches), ``sessions.jsonl``
+(one line per invocation: backend, parallelism, what was already done), and at the end
 ``summary.json`` + ``per_problem.jsonl``. Re-running with the same directory resumes: samples
 already on disk are not generated again, verdicts already on disk are not recomputed, and a line
 cut short by a crash is dropped and redone. Each backend call carries a seed derived from
@@ -173,8 +174,6 @@ class RunDirectory:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.samples_path = path / SAMPLES_FILE
-        self.results_path = path / RESULTS_FILE
         self._handles: dict[Path, Any] = {}
         self._last_fsync = time.monotonic()
 
@@ -206,15 +205,18 @@ class RunDirectory:
         self.path.mkdir(parents=True, exist_ok=True)
         write_json_atomic(config_path, config)
 
+    def _path(self, kind: str) -> Path:
+        return self.path / f"{kind}.jsonl"
+
     def load(self, kind: str) -> list[dict[str, Any]]:
-        path = self.samples_path if kind == "samples" else self.results_path
+        path = self._path(kind)
         try:
             return read_appended_records(path)
         except DatasetError as exc:
             raise RunError(str(exc)) from None
 
     def append(self, kind: str, records: Iterable[dict[str, Any]]) -> None:
-        path = self.samples_path if kind == "samples" else self.results_path
+        path = self._path(kind)
         handle = self._handles.get(path)
         if handle is None:
             handle = open(path, "a", encoding="utf-8")  # noqa: SIM115 — kept open for the run
@@ -504,6 +506,7 @@ async def _execute_pipeline(
     if unchecked:
         submit(unchecked)
     try:
+        generation_error: Exception | None = None
         if generate is not None:
             generation = asyncio.ensure_future(generate(submit))
             try:
@@ -511,10 +514,15 @@ async def _execute_pipeline(
             except asyncio.CancelledError:
                 if not failure:
                     raise
+            except Exception as exc:  # e.g. the model server went away
+                # Verdicts for what was generated are worth keeping: finish them, then report.
+                generation_error = exc
         while pending and not failure:
             await asyncio.wait(set(pending))
         if failure:
             raise failure[0]
+        if generation_error is not None:
+            raise generation_error
     finally:
         for future in pending:
             future.cancel()
@@ -569,6 +577,19 @@ async def run_generation(
         enabled=progress,
     )
     started = time.monotonic()
+    run_dir.append(
+        "sessions",
+        [
+            {
+                "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                "backend": config.backend,
+                "concurrency": concurrency,
+                "workers": execution.workers,
+                "samples_on_disk": len(samples),
+                "verdicts_on_disk": len(results),
+            }
+        ],
+    )
 
     async def generate(submit: Callable[[list[SampleRecord]], None]) -> None:
         # Calls in flight at once: a model server batches them; the embedded engine queues them.
