@@ -34,6 +34,7 @@ from typing import Any
 FRAME_HEADER = struct.Struct(">I")
 REPORT_FD = 3
 REPORT_CAP_BYTES = 4 << 20
+TEST_CACHE_SIZE = 256  # HumanEval has 164 tests; a batch may cycle through all of them
 READ_CHUNK = 65536
 PR_SET_DUMPABLE = 4
 PR_SET_CHILD_SUBREAPER = 36
@@ -229,12 +230,13 @@ def landlock_abi() -> int:
     return max(int(version), 0)
 
 
-def apply_landlock(writable_dirs: list[str]) -> bool:
-    """Read-only filesystem except ``writable_dirs``, no TCP bind/connect, and (ABI >= 6) no
-    signals or abstract sockets to processes outside the child's own domain."""
+def prepare_landlock(writable_dirs: list[str]) -> int | None:
+    """Build (once, in the harness) a ruleset: read-only filesystem except ``writable_dirs``,
+    no TCP bind/connect, and (ABI >= 6) no signals or abstract sockets to processes outside
+    the child's own domain. Returns the ruleset fd, or None without Landlock."""
     abi = landlock_abi()
     if abi < 1:
-        return False
+        return None
     libc = _libc()
     fs_rights = (1 << 13) - 1
     if abi >= 2:
@@ -251,23 +253,25 @@ def apply_landlock(writable_dirs: list[str]) -> bool:
     buffer = ctypes.create_string_buffer(attr, len(attr))
     ruleset = libc.syscall(SYS_LANDLOCK_CREATE_RULESET, buffer, ctypes.c_size_t(len(attr)), 0)
     if ruleset < 0:
-        return False
+        return None
     file_rights = 1 | 2 | 4 | (1 << 14 if abi >= 3 else 0)
     rules = [("/", LANDLOCK_READ_RIGHTS), ("/dev/null", file_rights)]
     rules += [(path, fs_rights) for path in writable_dirs]
-    try:
-        for path, rights in rules:
-            try:
-                target = os.open(path, os.O_PATH | os.O_CLOEXEC)
-            except OSError:
-                continue
-            rule = ctypes.create_string_buffer(struct.pack("=Qi", rights, target), 12)
-            libc.syscall(SYS_LANDLOCK_ADD_RULE, ruleset, 1, rule, 0)
-            os.close(target)
-        libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
-        return libc.syscall(SYS_LANDLOCK_RESTRICT_SELF, ruleset, 0) == 0
-    finally:
-        os.close(ruleset)
+    for path, rights in rules:
+        try:
+            target = os.open(path, os.O_PATH | os.O_CLOEXEC)
+        except OSError:
+            continue
+        rule = ctypes.create_string_buffer(struct.pack("=Qi", rights, target), 12)
+        libc.syscall(SYS_LANDLOCK_ADD_RULE, ruleset, 1, rule, 0)
+        os.close(target)
+    return int(ruleset)
+
+
+def restrict_self(ruleset: int, libc: Any) -> bool:
+    """Enter the Landlock domain (irreversible for this process and its descendants)."""
+    libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
+    return bool(libc.syscall(SYS_LANDLOCK_RESTRICT_SELF, ruleset, 0) == 0)
 
 
 def _enter_child(
@@ -275,35 +279,26 @@ def _enter_child(
     out_w: int,
     err_w: int,
     report_w: int,
-    workdir: str,
-    landlock_dirs: list[str] | None,
+    harness: Harness,
 ) -> None:
     os.setsid()
-    null = os.open(os.devnull, os.O_RDONLY)
-    os.dup2(null, 0)
+    os.dup2(harness.devnull, 0)
     os.dup2(out_w, 1)
     os.dup2(err_w, 2)
     os.dup2(report_w, REPORT_FD)
+    if harness.landlock_ruleset is not None:
+        restrict_self(harness.landlock_ruleset, harness.libc)
     os.closerange(REPORT_FD + 1, 1 << 16)
     _set_child_limits(job)
     try:
-        with open("/proc/self/oom_score_adj", "w") as oom:
-            oom.write("1000")  # under memory pressure, the untrusted child dies first
+        oom = os.open("/proc/self/oom_score_adj", os.O_WRONLY)
+        os.write(oom, b"1000")  # under memory pressure, the untrusted child dies first
+        os.close(oom)
     except OSError:
         pass
-    if landlock_dirs is not None:
-        apply_landlock(landlock_dirs)
-    os.chdir(workdir)
-    os.environ.clear()
-    os.environ.update(
-        {"HOME": workdir, "TMPDIR": workdir, "PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}
-    )
-    # Fresh stream objects over the job's pipes (the harness's own never wrote anything).
-    sys.stdin = open(0, closefd=False)  # noqa: SIM115
-    sys.stdout = open(1, "w", closefd=False, errors="backslashreplace")  # noqa: SIM115
-    sys.stderr = open(2, "w", closefd=False, errors="backslashreplace", buffering=1)  # noqa: SIM115
-    for name in ("stdin", "stdout", "stderr"):
-        setattr(sys, f"__{name}__", getattr(sys, name))
+    os.chdir(harness.workdir)
+    # The harness's environment is already scrubbed, and its std streams never wrote a byte,
+    # so the inherited stream objects now simply write to the job's pipes.
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)
 
 
@@ -359,11 +354,17 @@ def _child_run(job: dict[str, Any], nonce: str) -> int:
     return 0
 
 
-def _child_check(job: dict[str, Any], nonce: str, pristine_builtins: dict[str, Any]) -> int:
+def _child_check(
+    job: dict[str, Any],
+    nonce: str,
+    pristine_builtins: dict[str, Any],
+    test_code: types.CodeType | BaseException,
+) -> int:
     """Run program then test; only a test that returns normally earns the nonce."""
     namespace = _fresh_globals()
     try:
-        test_code = compile_test(job["test"], bool(job.get("strict_compare", True)))
+        if isinstance(test_code, BaseException):
+            raise test_code
         exec(compile(job["program"], "<program>", "exec"), namespace)
         # Undo the cheapest tampering the program could have done before the test runs.
         sys.settrace(None)
@@ -436,7 +437,20 @@ class Harness:
         self.workdir = self.scratch_dirs[0]
         self.pristine_builtins = dict(builtins.__dict__)
         self.devnull = os.open(os.devnull, os.O_RDONLY)
-        self.landlock_dirs = self.scratch_dirs if config.get("landlock") else None
+        self.libc = _libc()
+        self.landlock_ruleset = (
+            prepare_landlock(self.scratch_dirs) if config.get("landlock") else None
+        )
+        os.environ.clear()
+        os.environ.update(
+            {
+                "HOME": self.workdir,
+                "TMPDIR": self.workdir,
+                "PATH": "/usr/bin:/bin",
+                "LANG": "C.UTF-8",
+            }
+        )
+        self.test_cache: dict[tuple[str, bool], types.CodeType | BaseException] = {}
 
     # -- process-tree cleanup
 
@@ -511,8 +525,24 @@ class Harness:
 
     # -- one child
 
+    def compiled_test(self, job: dict[str, Any]) -> types.CodeType | BaseException:
+        """The job's test, compiled once per harness (evalkit checks many samples per test)."""
+        key = (job["test"], bool(job.get("strict_compare", True)))
+        cached = self.test_cache.pop(key, None)
+        if cached is None:
+            try:
+                cached = compile_test(*key)
+            except Exception as exc:  # reported by the child, as a failing test
+                cached = exc
+        self.test_cache[key] = cached  # re-inserted last: the dict keeps LRU order
+        while len(self.test_cache) > TEST_CACHE_SIZE:
+            del self.test_cache[next(iter(self.test_cache))]
+        return cached
+
     def run_child(self, job: dict[str, Any], kind: str) -> dict[str, Any]:
         nonce = os.urandom(16).hex()
+        test_code = self.compiled_test(job) if kind == "check" else ValueError("no test")
+        _flush_std()  # nothing buffered may leak into the child's output
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
         rep_r, rep_w = os.pipe()
@@ -521,11 +551,11 @@ class Harness:
         if pid == 0:  # the untrusted child
             code = 1
             try:
-                _enter_child(job, out_w, err_w, rep_w, self.workdir, self.landlock_dirs)
+                _enter_child(job, out_w, err_w, rep_w, self)
                 if kind == "run":
                     code = _child_run(job, nonce)
                 elif kind == "check":
-                    code = _child_check(job, nonce, self.pristine_builtins)
+                    code = _child_check(job, nonce, self.pristine_builtins, test_code)
                 else:
                     code = _child_doctest(job, nonce)
             except MemoryError:
@@ -727,6 +757,7 @@ def main() -> None:
             result["records"] = []
         write_frame(proto_out, result)
     harness.kill_everything()
+    os._exit(0)  # nothing to flush or finalise; skip interpreter teardown
 
 
 if __name__ == "__main__":

@@ -148,6 +148,7 @@ def test_fallback_removes_its_host_temp_dir(tmp_path: Path) -> None:
         Path("/tmp").glob("docomplete-sandbox-*")
     )
     result = sandbox.run("import os\nprint(os.getcwd())", isolation="fallback")
+    sandbox.close_idle_sandboxes()  # the sandbox is kept warm for the next call until then
     workdir = Path(result.stdout.strip())
     assert workdir.name.startswith("docomplete-sandbox-")
     assert not workdir.exists()
