@@ -125,6 +125,12 @@ def _judge(
     return DoctestVerdict(passed, len(examples), status, details)
 
 
+def prewarm(*, memory_mb: int = DEFAULT_MEMORY_MB, isolation: sandbox.Isolation = "auto") -> None:
+    """Start the sandbox that the next :func:`run_doctests` call will use (call it at start-up,
+    off the request path, with the same ``memory_mb``)."""
+    sandbox.prewarm(memory_mb=memory_mb, isolation=isolation)
+
+
 def run_doctests(
     prelude: str,
     candidates: Sequence[str],

@@ -33,6 +33,7 @@ import json
 import logging
 import os
 import resource
+import select
 import selectors
 import shutil
 import signal
@@ -195,7 +196,13 @@ def detect_layers() -> SandboxLayers:
     prefixes: tuple[str, ...] = ()
     for candidate in _interpreter_candidates():
         ok, detail = _probe(
-            [candidate, "-I", "-c", "import sys, json, secrets; print(sys.base_prefix)"]
+            [
+                candidate,
+                "-I",
+                "-c",
+                "import sys, json, ctypes; assert sys.version_info >= (3, 9); "
+                "print(sys.base_prefix)",
+            ]
         )
         if ok:
             python = candidate
@@ -377,6 +384,32 @@ class _Cgroups:
                     time.sleep(0.01)
 
 
+@functools.lru_cache(maxsize=4)
+def _nproc_limit(drop_uid: bool, cgroups: bool) -> int:
+    """RLIMIT_NPROC for a sandbox. It counts every process of the uid machine-wide, so as
+    uid 65534 a pids cgroup does the precise per-sandbox capping and NPROC is a backstop;
+    without a uid drop it must leave room for the user's own processes and threads."""
+    if drop_uid:
+        return 4096 if cgroups else 512
+    own_threads = 0
+    uid = str(os.getuid())
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            status = Path(f"/proc/{entry}/status").read_text()
+        except OSError:
+            continue
+        fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+        if fields.get("Uid", "").split()[:1] == [uid]:
+            own_threads += int(fields.get("Threads", "1").strip() or 1)
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NPROC)
+    wanted = own_threads + 512
+    if hard != resource.RLIM_INFINITY:
+        wanted = min(wanted, hard)
+    return wanted
+
+
 _retired_cgroups: list[_Cgroups] = []
 _retired_lock = threading.Lock()
 
@@ -432,7 +465,7 @@ class _Session:
             argv = python_argv
             scratch = [self.host_tmp]
             cwd = self.host_tmp
-        nproc = 4096 if self.cgroups and self.cgroups.dirs else 512
+        nproc = _nproc_limit(layers.drop_uid, bool(self.cgroups and self.cgroups.dirs))
         cgroups = self.cgroups
 
         def prepare_child() -> None:
@@ -712,6 +745,25 @@ class _IdlePool:
 
 _idle_pool = _IdlePool(per_key=max(2, os.cpu_count() or 1))
 atexit.register(_idle_pool.close_all, False)
+
+
+def prewarm(*, memory_mb: int = 512, isolation: Isolation = "auto") -> None:
+    """Start one sandbox now and keep it idle, so the next one-off call (e.g. the LSP's first
+    doctest check) skips start-up. ``memory_mb`` must match the later calls'."""
+    layers = detect_layers()
+    mode = resolve_isolation(isolation, layers)
+    session = _Session(mode, layers, memory_mb, warm=False)
+    deadline = time.monotonic() + WATCHDOG_GRACE_S
+    while session.alive and not session.ready and time.monotonic() < deadline:
+        readable, _, _ = select.select([session.stdout_fd], [], [], 0.1)
+        if readable:
+            for frame in session.read_available():
+                session.ready = session.ready or "ready" in frame
+    if session.ready and session.alive:
+        _idle_pool.put((mode, memory_mb, False, layers), session)
+    else:
+        session.close()
+        raise SandboxError("the sandbox did not start: " + session.errors.decode(errors="replace"))
 
 
 def close_idle_sandboxes() -> None:
