@@ -239,6 +239,50 @@ def run_ours(
     return [r.status for r in results], time.perf_counter() - started
 
 
+DOCTEST_BENCH_EXAMPLES = """
+>>> running_max([3, 1, 4, 1, 5])
+[3, 3, 4, 4, 5]
+>>> running_max([])
+[]
+>>> print(running_max([2, 2]))
+[2, 2]
+"""
+DOCTEST_BENCH_CANDIDATES = [
+    "def running_max(xs):\n    out, best = [], None\n    for x in xs:\n"
+    "        best = x if best is None else max(best, x)\n        out.append(best)\n    return out\n",
+    "def running_max(xs):\n    return [max(xs[: i + 1]) for i in range(len(xs))]\n",
+    "def running_max(xs):\n    return sorted(xs)\n",
+    "def running_max(xs):\n    import itertools\n    return list(itertools.accumulate(xs, max))\n",
+]
+
+
+def measure_doctest_latency(repeat: int, isolation: str) -> tuple[float, float]:
+    """Median wall ms of one ``run_doctests`` call (4 candidates x 3 examples): from a cold
+    start (sandbox started and stopped inside the call) and with a warm idle sandbox."""
+    import statistics
+
+    from evalkit import sandbox
+    from evalkit.doctest_runner import extract_examples, run_doctests
+
+    examples = extract_examples(DOCTEST_BENCH_EXAMPLES)
+
+    def one_call() -> float:
+        started = time.perf_counter()
+        verdicts = run_doctests("", DOCTEST_BENCH_CANDIDATES, examples, isolation=isolation)
+        elapsed = (time.perf_counter() - started) * 1000
+        if [v.status for v in verdicts] != ["passed", "passed", "failed", "passed"]:
+            raise CommandError(f"doctest runner gave unexpected verdicts: {verdicts}")
+        return elapsed
+
+    cold = []
+    for _ in range(repeat):
+        sandbox.close_idle_sandboxes()
+        cold.append(one_call())
+    warm = [one_call() for _ in range(repeat * 4)]
+    sandbox.close_idle_sandboxes()
+    return statistics.median(cold), statistics.median(warm)
+
+
 def _bench_command(args: argparse.Namespace) -> int:
     from evalkit import sandbox
     from evalkit.bench import emit_bench
@@ -309,6 +353,8 @@ def _bench_command(args: argparse.Namespace) -> int:
             cpu_ratio=baseline_cpu_s / ours_cpu_s,
             identical_verdicts=identical,
         )
+    cold_ms, warm_ms = measure_doctest_latency(5, args.isolation)
+    figures.update(doctest_cold_ms=cold_ms, doctest_warm_ms=warm_ms)
     emit_bench(
         "Sandbox throughput: HumanEval canonical solutions",
         ["harness", "samples", "passed", "seconds", "samples/s", "CPU s", "samples/CPU s"],
