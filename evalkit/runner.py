@@ -267,28 +267,35 @@ def execute_samples(
     from evalkit import sandbox
 
     flat = [(problem, sample) for problem, samples in groups for sample in samples]
-    workers = settings.workers or os.cpu_count() or 1
-    # Each problem's examples are one sandboxed run; run those side by side with the tests.
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="evalkit-doctest") as pool:
-        example_futures = [
-            pool.submit(
-                run_docstring_examples,
-                problem,
-                [sample.completion for sample in samples],
-                settings.doctest_timeout_s,
-            )
-            for problem, samples in groups
-        ]
-        verdicts = sandbox.check_many(
-            [
-                (problem.program(sample.completion), problem.test_program())
-                for problem, sample in flat
-            ],
+    pairs = [
+        (problem.program(sample.completion), problem.test_program()) for problem, sample in flat
+    ]
+
+    def check(batch: list[tuple[str, str]]) -> list[Any]:
+        return sandbox.check_many(
+            batch,
             workers=settings.workers,
             timeout_s=settings.timeout_s,
             memory_mb=settings.memory_mb,
         )
-        example_verdicts = [verdict for future in example_futures for verdict in future.result()]
+
+    verdicts = check(pairs)
+    # A lost sandbox (machine under pressure) also reads "crashed"; a second run tells it
+    # apart from a program that really crashes, and keeps verdicts reproducible.
+    crashed = [i for i, verdict in enumerate(verdicts) if verdict.status == "crashed"]
+    if crashed:
+        rerun = check([pairs[i] for i in crashed])
+        for i, verdict in zip(crashed, rerun, strict=True):
+            verdicts[i] = verdict
+    # One doctest run at a time: concurrent run_doctests calls from several threads lost
+    # whole sandboxes ("killed while running") here, which would turn into unstable verdicts.
+    example_verdicts = [
+        verdict
+        for problem, samples in groups
+        for verdict in run_docstring_examples(
+            problem, [sample.completion for sample in samples], settings.doctest_timeout_s
+        )
+    ]
     records = []
     for (_, sample), verdict, (examples_passed, examples_total, example_status) in zip(
         flat, verdicts, example_verdicts, strict=True
@@ -348,6 +355,8 @@ def run_docstring_examples(
     # Each candidate is the whole prompt plus its body, so imports and helpers come with it.
     candidates = [problem.program(completion) for completion in completions]
     verdicts = doctest_runner.run_doctests("", candidates, examples, timeout_s=timeout_s)
+    if any(v.status == "crashed" for v in verdicts):  # see execute_samples: retry once
+        verdicts = doctest_runner.run_doctests("", candidates, examples, timeout_s=timeout_s)
     return [(int(v.passed), int(v.total), str(v.status)) for v in verdicts]
 
 
