@@ -286,16 +286,19 @@ def _enter_child(
     os.dup2(out_w, 1)
     os.dup2(err_w, 2)
     os.dup2(report_w, REPORT_FD)
-    if harness.landlock_ruleset is not None:
-        restrict_self(harness.landlock_ruleset, harness.libc)
-    os.closerange(REPORT_FD + 1, 1 << 16)
-    _set_child_limits(job)
-    try:
+    # The harness is non-dumpable (so children cannot reach its fds); the child itself need
+    # not be, and must not be for /proc/self to stay writable by it.
+    harness.libc.prctl(PR_SET_DUMPABLE, 1, 0, 0, 0)
+    try:  # before Landlock, which makes /proc read-only
         oom = os.open("/proc/self/oom_score_adj", os.O_WRONLY)
         os.write(oom, b"1000")  # under memory pressure, the untrusted child dies first
         os.close(oom)
     except OSError:
         pass
+    if harness.landlock_ruleset is not None:
+        restrict_self(harness.landlock_ruleset, harness.libc)
+    os.closerange(REPORT_FD + 1, 1 << 16)
+    _set_child_limits(job)
     os.chdir(harness.workdir)
     # The harness's environment is already scrubbed, and its std streams never wrote a byte,
     # so the inherited stream objects now simply write to the job's pipes.
@@ -369,7 +372,9 @@ def _child_check(
         # Undo the cheapest tampering the program could have done before the test runs.
         sys.settrace(None)
         sys.setprofile(None)
-        namespace["__builtins__"] = dict(pristine_builtins)
+        # The harness's snapshot, not a copy: copying would touch (and so copy-on-write)
+        # every builtin's page in this short-lived process.
+        namespace["__builtins__"] = pristine_builtins
         namespace["__docomplete_compare__"] = trusted_compare
         exec(test_code, namespace)
     except SystemExit as exc:

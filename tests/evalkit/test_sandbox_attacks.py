@@ -49,6 +49,7 @@ EXPECTED: dict[str, tuple[str, float, set[str] | None]] = {
     "exit_os_exit.py": (ADD_TEST, 10.0, {"failed"}),
     "exit_raise_systemexit.py": (ADD_TEST, 10.0, {"failed"}),
     "fake_success_marker.py": (DEFAULT_TEST, 10.0, {"failed"}),
+    "forge_result_channel.py": (DEFAULT_TEST, 10.0, {"failed"}),
     "always_equal.py": (ADD_TEST, 10.0, {"failed"}),
 }
 # Without Landlock (and without namespaces) the fallback cannot stop these: documented.
