@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -126,7 +127,9 @@ def run_sampling_bench(
         run_ours(engine, prompts[:1], warm)
         run_hf_generate(engine, prompts[:1], warm)
         ours = run_ours(engine, prompts, params)
+        print(f"  docomplete engine: {ours.tokens_per_s:,.0f} tokens/s", file=sys.stderr)
         baseline = run_hf_generate(engine, prompts, params)
+        print(f"  HF generate: {baseline.tokens_per_s:,.0f} tokens/s", file=sys.stderr)
     finally:
         if temp_dir is not None:
             temp_dir.cleanup()

@@ -301,9 +301,7 @@ class Scheduler:
 
 
 # --------------------------------------------------------------------------- responses
-def _logprobs_block(
-    engine: Engine, candidate: GeneratedCandidate, offset_base: int
-) -> dict[str, Any]:
+def _logprobs_block(candidate: GeneratedCandidate, offset_base: int) -> dict[str, Any]:
     offsets: list[int] = []
     position = offset_base
     for token in candidate.tokens:
@@ -331,7 +329,7 @@ def completion_body(
                 {
                     "index": prompt_index * request.params.n + sample_index,
                     "text": prefix + candidate.text,
-                    "logprobs": _logprobs_block(engine, candidate, len(prefix))
+                    "logprobs": _logprobs_block(candidate, len(prefix))
                     if request.logprobs is not None
                     else None,
                     "finish_reason": candidate.finish_reason,

@@ -184,3 +184,18 @@ def test_shared_prompt_attention_matches_the_copied_cache_path(
         assert [c.token_ids for c in shared.results] == [c.token_ids for c in copied.results]
         for a, b in zip(shared.results, copied.results, strict=True):
             assert a.token_logprobs == pytest.approx(b.token_logprobs, abs=1e-4)
+
+
+@pytest.mark.slow
+def test_bundled_model_completes_a_docstring() -> None:
+    from model.paths import default_model_path
+
+    path = default_model_path()
+    if not (path / "config.json").is_file():
+        pytest.skip(f"bundled model not built yet ({path}); run `docomplete train`")
+    bundled = Engine.load(path)
+    prompt = 'def add(a: int, b: int) -> int:\n    """Return the sum of a and b."""\n'
+    params = SamplingParams(n=4, temperature=0.2, max_tokens=48, stop=("\ndef ", "\nclass "))
+    [candidates] = bundled.generate([prompt], params)
+    assert len(candidates) == 4
+    assert any("return" in c.text for c in candidates)
