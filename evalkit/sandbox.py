@@ -5,21 +5,26 @@ Layers (``docomplete sandbox check`` prints which are active here):
 * **bubblewrap** (main layer): every namespace unshared (no network, own pid namespace with the
   harness as pid 1), only ``/usr`` (and the interpreter's prefix) bound read-only, size-capped
   tmpfs scratch dirs, run as uid 65534 (dropped *before* bwrap, so the kernel sees nobody);
+* **Landlock** in every program's process when the kernel has it: read-only filesystem except
+  the scratch dirs, no TCP bind/connect, no signals or abstract sockets outside its own domain;
 * **rlimits** always: address space, CPU, file size, open files, processes, no core files;
 * **process-tree kill** after every program (``kill(-1)`` as the namespace's pid 1, or a child
-  subreaper scan in the fallback) and **output caps** read by the harness itself;
+  subreaper in the fallback) and **output caps** enforced by the harness itself;
 * **cgroups** (v1 memory + pids) per sandboxed process when ``/sys/fs/cgroup`` is writable.
 
 Without bubblewrap (or without user namespaces) a weaker fallback runs the same harness with
-only uid drop + rlimits + subreaper + cgroups, and says so once in the log.
+uid drop + Landlock + rlimits + subreaper + cgroups, and says so once in the log.
 
 Throughput comes from a warm fork server: one sandboxed harness per worker serves many
 programs, each in a fresh forked child with its own limits, killed with its whole tree before
-the next starts. What this does NOT protect against: kernel exploits; code that searches its
-own memory for the verdict nonce, or starts threads / audit hooks that tamper with the test
-after the program returns (those can forge a "passed", though they stay contained); reading
-the world-readable files under ``/usr`` inside the sandbox; and, in the fallback, reading
-files readable by uid 65534, network access, and signalling other processes of that uid.
+the next starts; started sandboxes are kept idle for the next call.
+
+What this does NOT protect against: kernel exploits; code that searches its own memory for
+the verdict nonce, or leaves threads / audit hooks / patched modules that tamper with the test
+after the program returns (they can forge a "passed" for themselves, but stay contained);
+reading the world-readable files under ``/usr``; and, in the fallback on a kernel without
+Landlock, reading files readable by uid 65534, using the network and signalling other
+processes of that uid.
 """
 
 from __future__ import annotations
@@ -132,16 +137,18 @@ class SandboxLayers:
             (
                 "process-tree kill",
                 True,
-                "kill(-1) as pid 1 of the sandbox"
-                if mode == "bwrap"
-                else "child subreaper + /proc scan",
+                "kill(-1) as pid 1 of the sandbox" if mode == "bwrap" else "child subreaper",
             ),
             (
                 "cgroups v1 (memory + pids per sandbox)",
                 self.cgroups,
                 str(CGROUP_ROOT) if self.cgroups else "not writable",
             ),
-            ("fallback (weaker isolation)", mode == "fallback", "uid drop + rlimits + subreaper"),
+            (
+                "fallback (weaker isolation)",
+                mode == "fallback",
+                "no namespaces: uid drop + Landlock + rlimits + subreaper",
+            ),
         ]
         return rows
 
@@ -229,7 +236,7 @@ def detect_layers() -> SandboxLayers:
         bwrap_error = "bwrap not installed (apt-get install bubblewrap)"
     else:
         ok, detail = _probe(
-            [*_bwrap_argv(bwrap, python, prefixes, ["--chdir", "/"]), python, "-I", "-c", "pass"]
+            [*_bwrap_argv(bwrap, prefixes, ["--chdir", "/"]), python, "-I", "-c", "pass"]
         )
         if not ok:
             bwrap = None
@@ -257,16 +264,15 @@ def resolve_isolation(isolation: Isolation, layers: SandboxLayers) -> str:
 @functools.lru_cache(maxsize=1)
 def _warn_fallback_once(reason: str) -> None:
     logger.warning(
-        "sandbox: %s; running generated code with WEAKER isolation (uid drop + rlimits + "
-        "subreaper, no namespaces: it can read world-readable files and use the network). "
-        "Install bubblewrap to fix this.",
+        "sandbox: %s; running generated code with WEAKER isolation (uid drop + Landlock + "
+        "rlimits + subreaper, no namespaces; without Landlock it can also read world-readable "
+        "files and use the network). Install bubblewrap to fix this.",
         reason,
     )
 
 
-def _bwrap_argv(
-    bwrap: str, python: str, prefixes: Iterable[str], extra: Sequence[str] = ()
-) -> list[str]:
+def _bwrap_argv(bwrap: str, prefixes: Iterable[str], extra: Sequence[str] = ()) -> list[str]:
+    """bwrap's command line up to (not including) the program it runs."""
     argv = [
         bwrap,
         "--unshare-all",
@@ -330,8 +336,11 @@ class _Cgroups:
     def join(self) -> None:
         """preexec step (still root): move the new process into the cgroups."""
         for path in self.dirs:
-            with open(path / "cgroup.procs", "w") as procs:
-                procs.write(str(os.getpid()))
+            try:
+                with open(path / "cgroup.procs", "w") as procs:
+                    procs.write(str(os.getpid()))
+            except OSError:
+                pass  # rlimits still bound this sandbox; cgroups are the extra layer
 
     def oom_kills(self) -> int:
         """How many processes the kernel's OOM killer has killed in this cgroup so far."""
@@ -448,9 +457,7 @@ class _Session:
         python_argv = [layers.python, "-I", "-B", "-c", source]
         if mode == "bwrap":
             assert layers.bwrap is not None
-            argv = _bwrap_argv(
-                layers.bwrap, layers.python, layers.extra_ro_binds, ["--chdir", "/tmp"]
-            )
+            argv = _bwrap_argv(layers.bwrap, layers.extra_ro_binds, ["--chdir", "/tmp"])
             argv += python_argv
             scratch = ["/tmp", "/dev/shm"]
             cwd = "/"
@@ -663,22 +670,23 @@ def execute_jobs(
                         session.ready = True
                         failures_in_a_row = 0
                         continue
-                    index, _, _ = in_flight.pop(slot)
-                    results[index] = frame
+                    if slot in in_flight:
+                        index, _, _ = in_flight.pop(slot)
+                        results[index] = frame
                 if not session.alive:
                     if slot in in_flight:
                         index, started, _ = in_flight.pop(slot)
                         errors = session.errors.decode(errors="replace")
+                        oom = (
+                            session.cgroups is not None
+                            and session.cgroups.oom_kills() > session.oom_kills_before
+                        )
                         retire(slot)
                         if not session.ready:
                             failures_in_a_row += 1
                             _last_errors["text"] = errors
                             pending.appendleft(index)
                             continue
-                        oom = (
-                            session.cgroups is not None
-                            and session.cgroups.oom_kills() > session.oom_kills_before
-                        )
                         results[index] = _lost_result(
                             "memory" if oom else "crashed",
                             "the sandboxed process was killed while running this program"
