@@ -10,7 +10,7 @@ Verdicts: a "check" child proves that the test ran to its end by writing a per-j
 nonce to a report pipe; doctest children send one nonce-tagged record per example. The
 nonce lives in the child's own memory, so code that deliberately searches its process for it
 (or installs threads/audit hooks that outlive the program) can still forge a verdict; exit
-codes and printed markers cannot. Stdlib only; must run on the sandbox's Python (3.11+).
+codes and printed markers cannot. Stdlib only; runs on the sandbox's Python (3.9+, Linux).
 """
 
 from __future__ import annotations
@@ -436,6 +436,8 @@ def _child_doctest(job: dict[str, Any], nonce: str) -> int:
 
 
 class Harness:
+    """The trusted side: forks one child per program, supervises it, cleans up after it."""
+
     def __init__(self, config: dict[str, Any]) -> None:
         self.is_pid1 = os.getpid() == 1
         self.scratch_dirs: list[str] = list(config["scratch_dirs"])
