@@ -51,6 +51,8 @@ log = logging.getLogger(__name__)
 #: How many trailing tokens are re-decoded to look for a stop string after each new token.
 _STOP_WINDOW_EXTRA_TOKENS = 4
 _HASH_MASK = 0xFFFFFFFF
+#: Tokens considered before falling back to a full sort for top-p (see ``_sample``).
+_TOP_P_CANDIDATES = 256
 #: A batch may hold at most this many padded token slots per real prompt token.
 PADDING_WASTE_LIMIT = 1.25
 #: Rows (samples) decoded together at most; more are split into batches run one after another.
@@ -728,7 +730,13 @@ class Engine:
             safe_t = torch.where(sampling, temperatures, torch.ones_like(temperatures))
             probs = torch.softmax(logits / safe_t.unsqueeze(1), dim=-1)  # (B, V)
             if bool((top_ps < 1).any()):
-                sorted_probs, order = probs.sort(dim=-1, descending=True)  # (B, V) each
+                # Sorting the whole vocabulary for hundreds of rows is slow; a trained model's
+                # nucleus nearly always lies in its top few hundred tokens, and when the top-k
+                # mass reaches top_p the nucleus is exactly inside it.
+                k = min(probs.shape[-1], _TOP_P_CANDIDATES)
+                sorted_probs, order = probs.topk(k, dim=-1)  # (B, k) each, descending
+                if k < probs.shape[-1] and not bool((sorted_probs.sum(-1) >= top_ps).all()):
+                    sorted_probs, order = probs.sort(dim=-1, descending=True)  # (B, V) each
                 mass_before = sorted_probs.cumsum(dim=-1) - sorted_probs
                 # Keep the smallest prefix whose mass reaches top_p (the first token always).
                 sorted_probs = sorted_probs.masked_fill(mass_before >= top_ps.unsqueeze(1), 0.0)
@@ -737,7 +745,9 @@ class Engine:
             cumulative = sorted_probs.double().cumsum(dim=-1)  # (B, V)
             targets = uniforms.to(cumulative.device) * cumulative[:, -1]  # (B,)
             picked = torch.searchsorted(cumulative, targets.unsqueeze(1), right=True)  # (B, 1)
-            picked = picked.clamp(max=logits.shape[-1] - 1)
+            # u * total can round up to total: never step past the last kept token.
+            last_kept = (sorted_probs > 0).sum(dim=-1, keepdim=True) - 1  # (B, 1)
+            picked = torch.minimum(picked, last_kept.clamp(min=0))
             if order is not None:
                 picked = order.gather(1, picked)
             sampled = picked.squeeze(1)  # (B,)

@@ -105,6 +105,9 @@ def build_tiny_model(
     hidden_size: int = 64,
     num_layers: int = 2,
     max_position_embeddings: int = 512,
+    num_heads: int = 4,
+    num_kv_heads: int = 2,
+    intermediate_size: int | None = None,
     seed: int = 0,
 ) -> Path:
     """Write a tiny random ``LlamaForCausalLM`` + tokenizer into ``path`` and return it."""
@@ -118,10 +121,10 @@ def build_tiny_model(
     config = LlamaConfig(
         vocab_size=len(tokenizer),
         hidden_size=hidden_size,
-        intermediate_size=hidden_size * 2,
+        intermediate_size=intermediate_size or hidden_size * 2,
         num_hidden_layers=num_layers,
-        num_attention_heads=4,
-        num_key_value_heads=2,
+        num_attention_heads=num_heads,
+        num_key_value_heads=num_kv_heads,
         max_position_embeddings=max_position_embeddings,
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,

@@ -199,3 +199,24 @@ def test_bundled_model_completes_a_docstring() -> None:
     [candidates] = bundled.generate([prompt], params)
     assert len(candidates) == 4
     assert any("return" in c.text for c in candidates)
+
+
+def test_top_p_sampling_keeps_exactly_the_nucleus(engine: Engine) -> None:
+    """The top-k shortcut must pick the same tokens as a full sort of the vocabulary."""
+    generator = torch.Generator().manual_seed(0)
+    rows, vocab = 64, 1000
+    logits = torch.randn(rows, vocab, generator=generator) * 4  # peaked: nucleus in the top-k
+    temperatures = torch.full((rows,), 0.8)
+    top_ps = torch.full((rows,), 0.9)
+    uniforms = torch.rand(rows, generator=generator, dtype=torch.float64)
+    picked, logprobs = engine._sample(logits, temperatures, top_ps, uniforms)
+
+    probs = torch.softmax(logits / 0.8, dim=-1)
+    sorted_probs, order = probs.sort(dim=-1, descending=True)
+    nucleus = (sorted_probs.cumsum(-1) - sorted_probs) < 0.9
+    for row in range(rows):
+        kept = sorted_probs[row][nucleus[row]].double()
+        target = uniforms[row] * kept.sum()
+        index = int(torch.searchsorted(kept.cumsum(0), target.unsqueeze(0), right=True))
+        assert int(picked[row]) == int(order[row, min(index, kept.numel() - 1)])
+    assert torch.allclose(logprobs, torch.log_softmax(logits, -1).gather(1, picked[:, None])[:, 0])
