@@ -52,7 +52,7 @@ def register(commands: argparse._SubParsersAction, bench: argparse._SubParsersAc
         "--samples-per-call", type=int, default=20, help="samples requested per backend call"
     )
     run.add_argument(
-        "--batch-prompts", type=int, default=4, help="prompts per backend call (default 4)"
+        "--batch-prompts", type=int, default=8, help="prompts per backend call (default 8)"
     )
     run.add_argument(
         "--concurrency",
@@ -89,7 +89,7 @@ def register(commands: argparse._SubParsersAction, bench: argparse._SubParsersAc
     bench_eval.add_argument("--temperature", type=float, default=0.8)
     bench_eval.add_argument("--model", help="model directory (default: the bundled checkpoint)")
     bench_eval.add_argument("--seed", type=int, default=1234)
-    bench_eval.add_argument("--batch-prompts", type=int, default=4)
+    bench_eval.add_argument("--batch-prompts", type=int, default=8)
     bench_eval.add_argument("--workers", type=int, help="sandbox worker processes")
     bench_eval.add_argument(
         "--out", type=Path, help="run directory (default: a new runs/bench/eval-<time>)"

@@ -25,6 +25,7 @@ class ScoredSample:
     sum_logprob: float
     mean_logprob: float
     examples_passed: int = 0
+    compiles: bool = True
 
 
 SortKey = Callable[[ScoredSample], tuple[float, ...]]
@@ -47,8 +48,13 @@ STRATEGIES: dict[str, str] = {
 _SORT_KEYS: dict[str, SortKey] = {
     "sum_logprob": lambda s: (_finite(s.sum_logprob),),
     "mean_logprob": lambda s: (_finite(s.mean_logprob),),
-    # Exactly what the LSP does: most docstring examples passed, then highest mean log-prob.
-    "doctest_filter": lambda s: (float(s.examples_passed), _finite(s.mean_logprob)),
+    # What the LSP does: it drops candidates that do not compile, then prefers the most
+    # docstring examples passed, then the highest mean log-prob.
+    "doctest_filter": lambda s: (
+        float(s.compiles),
+        float(s.examples_passed),
+        _finite(s.mean_logprob),
+    ),
 }
 
 
@@ -120,8 +126,9 @@ def ranking_curves(
 def filtered_pass_at_1(problems: Sequence[Sequence[ScoredSample]]) -> float:
     """Pass rate of the single candidate the LSP would show after ranking all n samples.
 
-    The docstring-examples filter picks from every sample of each problem (k = n); ties are
-    broken uniformly at random, in expectation.
+    The docstring-examples filter (non-compiling code last, then examples passed, then mean
+    log-prob) picks from every sample of each problem (k = n); ties are broken uniformly at
+    random, in expectation.
     """
     problems = [samples for samples in problems if samples]
     if not problems:

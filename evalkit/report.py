@@ -153,7 +153,8 @@ def _markdown(views: Sequence[_RunView]) -> str:
     keys = ["pass@1", "pass@10", "pass@100"]
     lines.append(
         "**filtered pass@1** is the pass rate of the one candidate the editor shows: all n "
-        "samples ranked by docstring examples passed, then mean token log-prob."
+        "samples ranked like the LSP ranks them (code that does not compile dropped, then "
+        "docstring examples passed, then mean token log-prob)."
     )
     lines.append("")
     statuses = ("passed", "failed", "timeout", "memory", "crashed", "output_limit")

@@ -297,7 +297,7 @@ def execute_samples(
         )
     ]
     records = []
-    for (_, sample), verdict, (examples_passed, examples_total, example_status) in zip(
+    for (problem, sample), verdict, (examples_passed, examples_total, example_status) in zip(
         flat, verdicts, example_verdicts, strict=True
     ):
         records.append(
@@ -310,10 +310,20 @@ def execute_samples(
                 "examples_passed": examples_passed,
                 "examples_total": examples_total,
                 "examples_status": example_status,
+                "compiles": program_compiles(problem.program(sample.completion)),
                 "error_tail": _tail(verdict.stderr) if verdict.status != "passed" else "",
             }
         )
     return records
+
+
+def program_compiles(source: str) -> bool:
+    """Whether the program is valid Python (compiled, never run: safe outside the sandbox)."""
+    try:
+        compile(source, "<candidate>", "exec", dont_inherit=True)
+    except (SyntaxError, ValueError, MemoryError, RecursionError):
+        return False
+    return True
 
 
 def _tail(text: str | bytes | None, limit: int = 300) -> str:
@@ -732,6 +742,7 @@ def summarize(
                     sample.mean_logprob if sample.mean_logprob is not None else float("-inf")
                 ),
                 examples_passed=int(verdict.get("examples_passed") or 0),
+                compiles=bool(verdict.get("compiles", True)),
             )
         )
     per_problem_samples = [scored[p.task_id] for p in problems if scored[p.task_id]]

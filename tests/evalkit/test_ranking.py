@@ -21,7 +21,7 @@ def brute_force(samples: list[ScoredSample], k: int, strategy: str) -> float:
     key = {
         "sum_logprob": lambda s: (s.sum_logprob,),
         "mean_logprob": lambda s: (s.mean_logprob,),
-        "doctest_filter": lambda s: (s.examples_passed, s.mean_logprob),
+        "doctest_filter": lambda s: (s.compiles, s.examples_passed, s.mean_logprob),
     }[strategy]
     total = 0.0
     subsets = list(itertools.combinations(samples, k))
@@ -43,6 +43,7 @@ def random_samples(rng: random.Random, n: int) -> list[ScoredSample]:
                 sum_logprob=mean * length,
                 mean_logprob=mean,
                 examples_passed=rng.randint(0, 2),
+                compiles=rng.random() < 0.8,
             )
         )
     return out
@@ -85,3 +86,10 @@ def test_empty_completion_ranks_last() -> None:
     real = ScoredSample(passed=True, sum_logprob=-5.0, mean_logprob=-1.0)
     assert expected_pick_pass_rate([empty, real], 2, "mean_logprob") == 1.0
     assert expected_pick_pass_rate([empty, real], 2, "sum_logprob") == 0.0  # why the mean wins
+
+
+def test_doctest_filter_never_shows_code_that_does_not_compile() -> None:
+    broken = ScoredSample(passed=False, sum_logprob=-1, mean_logprob=-0.1, compiles=False)
+    plain = ScoredSample(passed=True, sum_logprob=-8, mean_logprob=-2.0)
+    assert filtered_pass_at_1([[broken, plain]]) == 1.0  # the LSP drops the broken one
+    assert expected_pick_pass_rate([broken, plain], 2, "mean_logprob") == 0.0
