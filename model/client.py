@@ -215,11 +215,19 @@ class OpenAIBackend:
                 # Cancellation (CancelledError) is not caught: httpx closes the connection.
                 replica.failed_until = time.monotonic() + REPLICA_COOL_DOWN_S
                 failed.add(replica.url)
-                last_error = BackendUnavailable(
-                    f"cannot reach the model server at {replica.url} "
-                    f"({type(exc).__name__}): start it with `docomplete serve --model PATH "
-                    "--port 8000` or fix the backend URL in your settings"
-                )
+                if isinstance(exc, httpx.TimeoutException) and not isinstance(
+                    exc, httpx.ConnectTimeout
+                ):
+                    last_error = BackendUnavailable(
+                        f"the model server at {replica.url} did not answer within "
+                        f"{self.timeout_s:g} s: raise the backend timeout or lower n / max_tokens"
+                    )
+                else:
+                    last_error = BackendUnavailable(
+                        f"cannot reach the model server at {replica.url} "
+                        f"({type(exc).__name__}): start it with `docomplete serve --model PATH "
+                        "--port 8000` or fix the backend URL in your settings"
+                    )
                 if len(failed) >= len(self.replicas) and attempt >= len(self.replicas) - 1:
                     break
                 continue

@@ -272,3 +272,13 @@ def test_light_tier_does_not_import_torch() -> None:
         "assert not heavy, heavy\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+async def test_a_slow_server_times_out_with_a_clear_message(scripted) -> None:
+    slow = Script("slow", delay_s=3.0)
+    backend = OpenAIBackend([scripted(slow)], timeout_s=0.5)
+    try:
+        with pytest.raises(BackendUnavailable, match=r"did not answer within 0\.5 s"):
+            await backend.complete([PROMPT], SamplingParams())
+    finally:
+        await backend.aclose()
