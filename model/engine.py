@@ -305,12 +305,15 @@ def _shared_prefix_attention(
     grouped = q.new_zeros((prompts, slots, kv_heads, group, dim))
     grouped[layer.row_prompt, layer.row_slot] = q
     grouped = grouped.permute(0, 2, 1, 3, 4).reshape(prompts, kv_heads, slots * group, dim)
-    scores = torch.matmul(grouped, prompt_keys.transpose(-1, -2)) * scale  # (P, Hkv, S*G, Lp)
+    # Softmax pieces in fp32 even when the cache is bf16/fp16 (GPU); no-ops on CPU fp32.
+    scores = torch.matmul(grouped, prompt_keys.transpose(-1, -2)).float() * scale  # (P,Hkv,S*G,Lp)
     scores = scores.masked_fill(~layer.prompt_valid[:, None, None, :], float("-inf"))
     prompt_max = scores.amax(dim=-1, keepdim=True)  # (P, Hkv, S*G, 1)
     weights = torch.exp(scores - prompt_max)
     prompt_sum = weights.sum(dim=-1, keepdim=True)
-    prompt_out = torch.matmul(weights, prompt_values)  # (P, Hkv, S*G, D)
+    prompt_out = torch.matmul(
+        weights.to(prompt_values.dtype), prompt_values
+    ).float()  # (P,Hkv,S*G,D)
 
     def to_rows(t: torch.Tensor) -> torch.Tensor:  # (P, Hkv, S*G, X) -> (B, Hkv, G, X)
         t = t.reshape(prompts, kv_heads, slots, group, t.shape[-1]).permute(0, 2, 1, 3, 4)
@@ -325,11 +328,11 @@ def _shared_prefix_attention(
     # Generated part: every surviving row has generated the same number of tokens, no padding.
     gen_keys = layer.gen_keys[:, :, : layer.generated]  # (B, Hkv, T, D)
     gen_values = layer.gen_values[:, :, : layer.generated]
-    gen_scores = torch.matmul(q, gen_keys.transpose(-1, -2)) * scale  # (B, Hkv, G, T)
+    gen_scores = torch.matmul(q, gen_keys.transpose(-1, -2)).float() * scale  # (B, Hkv, G, T)
     gen_max = gen_scores.amax(dim=-1, keepdim=True)
     gen_weights = torch.exp(gen_scores - gen_max)
     gen_sum = gen_weights.sum(dim=-1, keepdim=True)
-    gen_out = torch.matmul(gen_weights, gen_values)  # (B, Hkv, G, D)
+    gen_out = torch.matmul(gen_weights.to(gen_values.dtype), gen_values).float()  # (B, Hkv, G, D)
 
     # Merge the two softmax pieces (log-sum-exp rescaling).
     both_max = torch.maximum(prompt_max, gen_max)
@@ -338,7 +341,7 @@ def _shared_prefix_attention(
     out = (prompt_out * prompt_scale + gen_out * gen_scale) / (
         prompt_sum * prompt_scale + gen_sum * gen_scale
     )  # (B, Hkv, G, D)
-    return out.reshape(rows, 1, q_heads, dim), None  # (B, 1, H, D) like SDPA's output
+    return out.to(query.dtype).reshape(rows, 1, q_heads, dim), None  # (B, 1, H, D) like SDPA
 
 
 #: ``_ACTIVE.cache``: the cache ``_shared_prefix_attention`` reads during an engine forward call
