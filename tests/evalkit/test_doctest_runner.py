@@ -141,3 +141,33 @@ def test_cheating_candidates_do_not_pass(isolation: str) -> None:
 
 def test_no_candidates_means_no_sandbox_run() -> None:
     assert run_doctests("", [], [DoctestExample("1\n", "1\n")]) == []
+
+
+def test_concurrent_calls_from_threads_get_their_own_verdicts() -> None:
+    """The LSP server calls the runner from worker threads; the warm sandboxes are shared."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    examples = [DoctestExample("f()\n", "1\n"), DoctestExample("f() + 1\n", "2\n")]
+
+    def check(value: int) -> list[str]:
+        candidates = [f"def f():\n    return {value}\n", "def f():\n    return 1\n"]
+        return [v.status for v in run_doctests("", candidates, examples)]
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        outcomes = list(pool.map(check, [1, 2, 1, 3, 1, 2, 1, 3]))
+    expected = [["passed" if value == 1 else "failed", "passed"] for value in [1, 2, 1, 3] * 2]
+    assert outcomes == expected
+
+
+def test_prewarmed_sandbox_serves_the_next_call(monkeypatch: pytest.MonkeyPatch) -> None:
+    from evalkit.doctest_runner import prewarm
+
+    sandbox.close_idle_sandboxes()
+    prewarm()
+
+    def no_cold_start(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a new sandbox was started although a warm one was idle")
+
+    monkeypatch.setattr(sandbox, "_Session", no_cold_start)
+    (verdict,) = run_doctests("", ["def f():\n    return 1\n"], [DoctestExample("f()\n", "1\n")])
+    assert verdict.status == "passed"
