@@ -216,3 +216,40 @@ def test_serve_with_a_bad_model_path_exits_with_one_line(tmp_path: Path, broken:
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and str(model_dir) in lines[0], result.stderr
     assert lines[0].startswith("docomplete: error:")
+
+
+def test_docomplete_serve_answers_completions(tiny_model_path: Path) -> None:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    docomplete = Path(sys.executable).with_name("docomplete")
+    process = subprocess.Popen(
+        [str(docomplete), "serve", "--model", str(tiny_model_path), "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert process.poll() is None, process.stdout.read() if process.stdout else ""
+            assert time.monotonic() < deadline, "docomplete serve did not come up"
+            time.sleep(0.2)
+        response = httpx.post(
+            f"{url}/v1/completions",
+            json={"prompt": PROMPT, "n": 2, "max_tokens": 5, "logprobs": 1},
+            timeout=60,
+        )
+        assert response.status_code == 200
+        assert len(response.json()["choices"]) == 2
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
