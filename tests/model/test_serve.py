@@ -135,21 +135,27 @@ def test_models_health_tokenize_and_metrics(model_server: ServerThread, engine: 
     assert int(generated.split()[1]) >= 4
 
 
-async def test_concurrent_requests_share_engine_batches(model_server: ServerThread) -> None:
-    batches_before = model_server.app.state.metrics.batches
-    async with httpx.AsyncClient(timeout=60) as client:
-        responses = await asyncio.gather(
-            *(
-                client.post(
-                    f"{model_server.url}/v1/completions",
-                    json={"prompt": f"{PROMPT}# {i}\n", "n": 2, "max_tokens": 60, "seed": i},
-                )
-                for i in range(6)
-            )
+async def test_requests_queued_behind_a_batch_share_the_next_one(
+    model_server: ServerThread,
+) -> None:
+    metrics = model_server.app.state.metrics
+    url = f"{model_server.url}/v1/completions"
+    async with httpx.AsyncClient(timeout=120) as client:
+        first = asyncio.create_task(
+            client.post(url, json={"prompt": PROMPT, "n": 2, "max_tokens": 400})
         )
+        while not model_server.scheduler.running:
+            await asyncio.sleep(0.005)
+        batches_before = metrics.batches
+        queued = [
+            client.post(url, json={"prompt": f"{PROMPT}# {i}\n", "n": 2, "max_tokens": 20})
+            for i in range(5)
+        ]
+        responses = await asyncio.gather(first, *queued)
     assert all(r.status_code == 200 for r in responses)
-    # The first request may run alone; the others queue behind it and share a batch.
-    assert model_server.app.state.metrics.batches - batches_before < 6
+    assert all(len(r.json()["choices"]) == 2 for r in responses)
+    # The five requests that arrived while the first decoded ran as one engine batch.
+    assert metrics.batches - batches_before == 1
 
 
 async def test_client_disconnect_stops_decoding(model_server: ServerThread, engine: Engine) -> None:
