@@ -423,10 +423,16 @@ class Engine:
             getattr(config, "max_position_embeddings", None)
             or getattr(tokenizer, "model_max_length", 2048)
         )
-        eos = tokenizer.eos_token_id
-        if eos is None:
-            eos = getattr(config, "eos_token_id", None)
-        eos_ids = eos if isinstance(eos, list) else [] if eos is None else [eos]
+        # End of sequence: the tokenizer's EOS plus any the model's configs list (some models
+        # have several, e.g. an end-of-turn token).
+        eos_ids: list[int] = []
+        generation_config = getattr(model, "generation_config", None)
+        for eos in (
+            tokenizer.eos_token_id,
+            getattr(config, "eos_token_id", None),
+            getattr(generation_config, "eos_token_id", None),
+        ):
+            eos_ids += eos if isinstance(eos, list) else [] if eos is None else [eos]
         self.eos_token_ids = frozenset(int(e) for e in eos_ids)
         pad = tokenizer.pad_token_id
         self.pad_token_id = int(pad if pad is not None else (eos_ids[0] if eos_ids else 0))
