@@ -68,6 +68,8 @@ HARNESS_OVERHEAD_MB = 160
 # on the whole sandbox (start-up under load, cleanup, a slow machine).
 WATCHDOG_GRACE_S = 10.0
 CGROUP_ROOT = Path("/sys/fs/cgroup")
+PIPELINE_DEPTH = 2  # jobs sent ahead to each sandbox
+PIPELINE_MAX_BYTES = 32 << 10  # larger jobs are sent only to an idle sandbox (pipes hold 64 KiB)
 Isolation = str  # "auto" | "bwrap" | "fallback"
 
 
@@ -512,7 +514,9 @@ class _Session:
         )
 
     def send(self, payload: dict[str, Any]) -> None:
-        body = json.dumps(payload).encode()
+        self.send_bytes(json.dumps(payload).encode())
+
+    def send_bytes(self, body: bytes) -> None:
         assert self.proc.stdin is not None
         try:
             self.proc.stdin.write(FRAME_HEADER.pack(len(body)) + body)
@@ -617,10 +621,12 @@ def execute_jobs(
     pending = deque(range(len(jobs)))
     results: list[dict[str, Any] | None] = [None] * len(jobs)
     slots: list[_Session | None] = [None] * workers
-    in_flight: dict[int, tuple[int, float, float]] = {}  # slot -> (job index, start, deadline)
+    # Per sandbox: the jobs sent to it, in order; the first is running, the next one waits in
+    # its stdin so the harness never idles while we handle a result.
+    queues: list[deque[int]] = [deque() for _ in range(workers)]
+    head_started = [0.0] * workers
     failures_in_a_row = 0
     selector = selectors.DefaultSelector()
-
     pool_key = (mode, memory_mb, warm, layers)
 
     def retire(slot: int, reusable: bool = False) -> None:
@@ -634,32 +640,51 @@ def execute_jobs(
                 session.close()
         slots[slot] = None
 
+    def start_head(slot: int) -> None:
+        head_started[slot] = time.monotonic()
+        session = slots[slot]
+        if session is not None and session.cgroups is not None:
+            session.oom_kills_before = session.cgroups.oom_kills()
+
+    def requeue_waiting(slot: int) -> None:
+        """Jobs sent but never started go back to the front of the line, in order."""
+        for index in reversed(queues[slot]):
+            pending.appendleft(index)
+        queues[slot].clear()
+
     try:
-        while pending or in_flight:
+        while pending or any(queues):
             for slot in range(workers):
-                if slot in in_flight or not pending:
-                    continue
-                if slots[slot] is None:
-                    if failures_in_a_row >= 3:
-                        raise SandboxError(
-                            "the sandbox failed to start three times in a row: "
-                            + _last_errors.get("text", "")[-500:]
+                while pending and len(queues[slot]) < PIPELINE_DEPTH:
+                    body = json.dumps(jobs[pending[0]]).encode()
+                    if queues[slot] and len(body) > PIPELINE_MAX_BYTES:
+                        # Queued behind a running job it would sit unread in the pipe; a big
+                        # one could block us while the harness blocks writing its result.
+                        break
+                    if slots[slot] is None:
+                        if failures_in_a_row >= 3:
+                            raise SandboxError(
+                                "the sandbox failed to start three times in a row: "
+                                + _last_errors.get("text", "")[-500:]
+                            )
+                        started_session = _idle_pool.take(pool_key) or _Session(
+                            mode, layers, memory_mb, warm
                         )
-                    started_session = _idle_pool.take(pool_key) or _Session(
-                        mode, layers, memory_mb, warm
-                    )
-                    slots[slot] = started_session
-                    selector.register(started_session.stdout_fd, selectors.EVENT_READ, slot)
-                index = pending.popleft()
-                target = slots[slot]
-                assert target is not None
-                target.oom_kills_before = target.cgroups.oom_kills() if target.cgroups else 0
-                target.send(jobs[index])
-                now = time.monotonic()
-                in_flight[slot] = (index, now, now + _job_budget_s(jobs[index]))
-            if not in_flight:
+                        slots[slot] = started_session
+                        selector.register(started_session.stdout_fd, selectors.EVENT_READ, slot)
+                    target = slots[slot]
+                    assert target is not None
+                    queues[slot].append(pending.popleft())
+                    if len(queues[slot]) == 1:
+                        start_head(slot)
+                    target.send_bytes(body)
+            busy = [slot for slot in range(workers) if queues[slot]]
+            if not busy:
                 break
-            timeout = max(0.0, min(d for _, _, d in in_flight.values()) - time.monotonic())
+            deadlines = {
+                slot: head_started[slot] + _job_budget_s(jobs[queues[slot][0]]) for slot in busy
+            }
+            timeout = max(0.0, min(deadlines.values()) - time.monotonic())
             for key, _ in selector.select(timeout):
                 slot = key.data
                 session = slots[slot]
@@ -669,45 +694,50 @@ def execute_jobs(
                     if "ready" in frame:
                         session.ready = True
                         failures_in_a_row = 0
-                        continue
-                    if slot in in_flight:
-                        index, _, _ = in_flight.pop(slot)
-                        results[index] = frame
-                if not session.alive:
-                    if slot in in_flight:
-                        index, started, _ = in_flight.pop(slot)
-                        errors = session.errors.decode(errors="replace")
-                        oom = (
-                            session.cgroups is not None
-                            and session.cgroups.oom_kills() > session.oom_kills_before
-                        )
-                        retire(slot)
-                        if not session.ready:
-                            failures_in_a_row += 1
-                            _last_errors["text"] = errors
-                            pending.appendleft(index)
-                            continue
-                        results[index] = _lost_result(
-                            "memory" if oom else "crashed",
-                            "the sandboxed process was killed while running this program"
-                            + (" (out of memory)" if oom else ""),
-                            time.monotonic() - started,
-                        )
-                    else:
-                        retire(slot)
-            now = time.monotonic()
-            for slot, (index, started, deadline) in list(in_flight.items()):
-                if now >= deadline:
-                    del in_flight[slot]
+                    elif queues[slot]:
+                        results[queues[slot].popleft()] = frame
+                        start_head(slot)
+                if session.alive:
+                    continue
+                if not queues[slot]:
                     retire(slot)
+                    continue
+                index = queues[slot].popleft()
+                errors = session.errors.decode(errors="replace")
+                oom = (
+                    session.cgroups is not None
+                    and session.cgroups.oom_kills() > session.oom_kills_before
+                )
+                retire(slot)
+                requeue_waiting(slot)
+                if not session.ready:
+                    failures_in_a_row += 1
+                    _last_errors["text"] = errors
+                    pending.appendleft(index)
+                    continue
+                results[index] = _lost_result(
+                    "memory" if oom else "crashed",
+                    "the sandboxed process was killed while running this program"
+                    + (" (out of memory)" if oom else ""),
+                    time.monotonic() - head_started[slot],
+                )
+            now = time.monotonic()
+            for slot in busy:
+                if not queues[slot] or slots[slot] is None:
+                    continue
+                deadline = head_started[slot] + _job_budget_s(jobs[queues[slot][0]])
+                if now >= deadline:
+                    index = queues[slot].popleft()
+                    retire(slot)
+                    requeue_waiting(slot)
                     results[index] = _lost_result(
-                        "timeout", "the sandbox stopped answering", now - started
+                        "timeout", "the sandbox stopped answering", now - head_started[slot]
                     )
     finally:
         for slot in range(workers):
-            # Only a session with no job in flight is known to be clean (its harness has
-            # killed the last job's processes and emptied its scratch dirs before answering).
-            retire(slot, reusable=slot not in in_flight)
+            # Only a session with nothing sent and unanswered is known to be clean (its
+            # harness kills the last job's processes and empties its scratch before answering).
+            retire(slot, reusable=not queues[slot])
         selector.close()
     return [r if r is not None else _lost_result("crashed", "no result", 0.0) for r in results]
 
