@@ -80,6 +80,18 @@ def test_run_many_preserves_order_across_workers() -> None:
     assert [r.stdout.strip() for r in results] == [str(i) for i in range(12)]
 
 
+def test_large_programs_and_large_outputs_mix_without_stalling() -> None:
+    """Jobs bigger than a pipe buffer, next to results bigger than one, in one batch."""
+    padding = "# " + "x" * 200_000 + "\n"
+    programs = []
+    for i in range(8):
+        body = f"print('{i}' * 50_000)\n" if i % 2 else f"print({i})\n"
+        programs.append(padding + body if i % 3 == 0 else body)
+    results = sandbox.run_many(programs, workers=2, output_limit_bytes=1 << 20)
+    assert [r.status for r in results] == ["passed"] * 8
+    assert [r.stdout.strip()[-1] for r in results] == [str(i) for i in range(8)]
+
+
 def test_check_program_passes_only_when_the_test_finishes() -> None:
     program = "def add(a, b):\n    return a + b\n"
     good, wrong, raises = sandbox.check_many(
