@@ -82,6 +82,12 @@ def register(commands: argparse._SubParsersAction, bench: argparse._SubParsersAc
     ftd.add_argument("--out", type=Path, default=DATA / "finetune")
     ftd.add_argument("--synthetic", type=int, default=40000, help="generated examples")
     ftd.add_argument("--seed", type=int, default=0)
+    ftd.add_argument(
+        "--no-sandbox-filter",
+        dest="sandbox_filter",
+        action="store_false",
+        help="keep mined functions whose doctests fail (default: run them in the sandbox, drop failures)",
+    )
     ftd.set_defaults(func=_cmd_finetune_data)
 
     ft = sub.add_parser("finetune", help="Codex-S-style fine-tuning, loss on the body only")
@@ -289,18 +295,20 @@ def _cmd_pretrain(args: argparse.Namespace) -> int:
 
 def _cmd_finetune_data(args: argparse.Namespace) -> int:
     from model.train.corpus import build_contamination, humaneval_path, read_eval_problems
-    from model.train.finetune import mine_corpus
+    from model.train.finetune import filter_by_doctests, mine_corpus
     from model.train.synth import generate
 
     _require(args.corpus / "train.jsonl", "corpus", "run `docomplete train corpus` first")
     args.out.mkdir(parents=True, exist_ok=True)
-    mined = 0
-    with_doctests = 0
+    mined_examples = list(mine_corpus(args.corpus / "train.jsonl"))
+    mined = len(mined_examples)
+    with_doctests = sum(bool(e.get("has_doctest")) for e in mined_examples)
+    doctest_counts: dict = {}
+    if args.sandbox_filter:
+        mined_examples, doctest_counts = filter_by_doctests(mined_examples)
     with open(args.out / "mined.jsonl", "w", encoding="utf-8") as out:
-        for example in mine_corpus(args.corpus / "train.jsonl"):
+        for example in mined_examples:
             out.write(json.dumps(example) + "\n")
-            mined += 1
-            with_doctests += bool(example.get("has_doctest"))
     synthetic, report = generate(args.synthetic, args.seed)
     contamination = build_contamination(read_eval_problems([humaneval_path()]))
     clean = [e for e in synthetic if contamination.check(e["prompt"] + e["completion"]) is None]
@@ -312,6 +320,8 @@ def _cmd_finetune_data(args: argparse.Namespace) -> int:
             "synthetic_dropped_for_eval_overlap": len(synthetic) - len(clean),
             "mined": mined,
             "mined_with_doctests": with_doctests,
+            "mined_doctests_in_sandbox": doctest_counts,
+            "mined_kept": len(mined_examples),
         }
     )
     (args.out / "report.json").write_text(json.dumps(report, indent=2) + "\n")

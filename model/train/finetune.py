@@ -148,6 +148,43 @@ def mine_corpus(corpus_jsonl: Path) -> Iterator[dict]:
             yield from mine_functions(record["text"], record["path"])
 
 
+def filter_by_doctests(examples: list[dict], *, timeout_s: float = 2.0) -> tuple[list[dict], dict]:
+    """Run the doctests of mined functions in evalkit's sandbox; drop those that fail.
+
+    Functions without doctests pass through unchanged; kept doctest-bearing ones get
+    ``"doctest_verified": True``.
+    """
+    from evalkit.doctest_runner import extract_examples, run_doctests
+
+    kept: list[dict] = []
+    counts = {"checked": 0, "passed": 0, "failed": 0}
+    for example in examples:
+        if not example.get("has_doctest"):
+            kept.append(example)
+            continue
+        source = example["prompt"] + example["completion"]
+        try:
+            func = next(n for n in ast.parse(source).body if isinstance(n, ast.FunctionDef))
+        except (SyntaxError, StopIteration):
+            counts["failed"] += 1
+            continue
+        doctests = extract_examples(ast.get_docstring(func, clean=True) or "")
+        if not doctests:
+            kept.append(example)
+            continue
+        lines = source.splitlines(keepends=True)
+        prelude = "".join(lines[: func.lineno - 1])
+        function = "".join(lines[func.lineno - 1 :])
+        [verdict] = run_doctests(prelude, [function], doctests, timeout_s=timeout_s)
+        counts["checked"] += 1
+        if verdict.status == "passed":
+            counts["passed"] += 1
+            kept.append({**example, "doctest_verified": True})
+        else:
+            counts["failed"] += 1
+    return kept, counts
+
+
 # ---------------------------------------------------------------- packing and training
 
 

@@ -236,3 +236,21 @@ def test_generated_tasks_have_passing_doctests_and_no_humaneval_names() -> None:
     with gzip.open(humaneval_path(), "rt") as handle:
         entry_points = {json.loads(line)["entry_point"] for line in handle}
     assert not {e["source"].split(":")[1] for e in examples} & entry_points
+
+
+def test_mined_functions_with_failing_doctests_are_dropped_in_the_sandbox() -> None:
+    from model.train.finetune import filter_by_doctests, mine_functions
+
+    source = (
+        "import math\n\n\n"
+        'def hyp(a, b):\n    """Hypotenuse.\n\n    >>> hyp(3, 4)\n    5.0\n    """\n'
+        "    return math.sqrt(a * a + b * b)\n\n\n"
+        'def wrong(a):\n    """Claims to double.\n\n    >>> wrong(2)\n    4\n    """\n'
+        "    return a + 1\n\n\n"
+        'def plain(a):\n    """No examples in this docstring."""\n    return a\n'
+    )
+    mined = mine_functions(source, "m.py")
+    kept, counts = filter_by_doctests(mined)
+    assert [k["source"] for k in kept] == ["mined:m.py:hyp", "mined:m.py:plain"]
+    assert kept[0]["doctest_verified"] is True
+    assert counts == {"checked": 2, "passed": 1, "failed": 1}
