@@ -136,9 +136,14 @@ export class ServerSession implements vscode.Disposable {
         }
         const client = this.client;
         if (client) {
-            await client.sendNotification(DidChangeConfigurationNotification.type, {
-                settings: { [SECTION]: currentServerSettings() },
-            });
+            try {
+                await client.sendNotification(DidChangeConfigurationNotification.type, {
+                    settings: { [SECTION]: currentServerSettings() },
+                });
+            } catch (error) {
+                // The server is going away; the next start sends the settings as initializationOptions.
+                this.output.appendLine(`settings not sent: ${String(error)}`);
+            }
         }
     }
 
@@ -218,7 +223,9 @@ export class ServerSession implements vscode.Disposable {
                     if (first && !token.isCancellationRequested) {
                         // VS Code's stable API has no "item was displayed" hook; a non-empty,
                         // non-cancelled answer is what it renders as ghost text.
-                        void getClient().sendNotification(SHOWN_NOTIFICATION, shownParams(first.command));
+                        getClient()
+                            .sendNotification(SHOWN_NOTIFICATION, shownParams(first.command))
+                            .catch((error: unknown) => this.output.appendLine(`docomplete/shown not sent: ${String(error)}`));
                     }
                     return result;
                 } finally {

@@ -16,7 +16,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { test } from 'node:test';
 
-import { fakeDocument, installVscodeStub, Position, recorded, vscodeStub } from './vscodeStub';
+import { changeSettings, fakeDocument, installVscodeStub, Position, recorded, vscodeStub } from './vscodeStub';
 
 const env = process.env;
 const missing = ['DOCOMPLETE_TEST_SERVER_COMMAND', 'DOCOMPLETE_TEST_BACKEND', 'DOCOMPLETE_TEST_FILE'].filter(
@@ -131,6 +131,30 @@ test(
             events.filter((e) => e.event === 'accepted').map((e) => e.index),
             [0, 0],
         );
+
+        // A settings edit reaches the running server (didChangeConfiguration): the next request
+        // samples at the new temperature, so it is not served from the cache.
+        changeSettings({ temperature: 0.3 });
+        const afterChange = await provider.provideInlineCompletionItems(
+            document,
+            new Position(line, character),
+            { triggerKind: 1, selectedCompletionInfo: undefined },
+            token,
+        );
+        const changedItems = Array.isArray(afterChange) ? afterChange : afterChange.items;
+        assert.equal(changedItems[0].insertText, expected);
+        const temperatures = await waitFor(() => {
+            const rows = fs.readFileSync(telemetryFile, 'utf8').split('\n').filter((row) => row.trim() !== '');
+            const completions = rows.map((row) => JSON.parse(row)).filter((e) => e.event === 'completion');
+            const seen = completions.map((e: { temperature?: number }) => e.temperature);
+            return seen.includes(0.3) ? seen : undefined;
+        }, 'a completion sampled at the new temperature');
+        assert.equal(temperatures[0], 0.8);
+        // Each non-empty inline answer was reported as shown.
+        await waitFor(() => {
+            const rows = fs.readFileSync(telemetryFile, 'utf8').split('\n').filter((row) => row.trim() !== '');
+            return rows.filter((row) => JSON.parse(row).event === 'shown').length === 2;
+        }, 'two shown events');
 
         // Nothing along the way made the server complain (settings, params) or the client fail.
         assert.deepEqual(recorded.messages, []);

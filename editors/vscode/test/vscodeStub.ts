@@ -169,6 +169,18 @@ class AnyVscodeClass {
 
 const noEvent = (): Disposable => new Disposable();
 
+const configurationChanges = new EventEmitter<{ affectsConfiguration(section: string): boolean }>();
+
+/** Changes `docomplete.*` settings and tells the listeners, as VS Code does after a settings edit. */
+export function changeSettings(changes: Record<string, unknown>): void {
+    Object.assign(recorded.settings, changes);
+    const keys = Object.keys(changes).map((key) => `docomplete.${key}`);
+    configurationChanges.fire({
+        affectsConfiguration: (section: string) =>
+            keys.some((key) => key === section || key.startsWith(`${section}.`)),
+    });
+}
+
 const stub: Record<string, unknown> = {
     Disposable,
     EventEmitter,
@@ -259,7 +271,8 @@ const stub: Record<string, unknown> = {
         },
         workspaceFolders: undefined,
         textDocuments: [] as unknown[],
-        onDidChangeConfiguration: noEvent,
+        onDidChangeConfiguration: (listener: (event: unknown) => unknown) =>
+            configurationChanges.event(listener),
         onDidOpenTextDocument: noEvent,
         onDidCloseTextDocument: noEvent,
         onDidChangeTextDocument: noEvent,
