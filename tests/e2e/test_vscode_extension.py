@@ -45,7 +45,7 @@ def _npm(
 @pytest.fixture(scope="module")
 def built_extension() -> Path:
     """A clean install from package-lock.json and a compile, shared by the tests below."""
-    install = _npm("ci", "--no-audit", "--no-fund")
+    install = _npm("ci", "--no-audit", "--no-fund", "--prefer-offline")
     if install.returncode != 0 and any(code in install.stderr for code in NETWORK_ERRORS):
         pytest.skip(f"npm registry unreachable: {install.stderr.strip().splitlines()[-1]}")
     assert install.returncode == 0, install.stderr
