@@ -785,6 +785,17 @@ _idle_pool = _IdlePool(per_key=max(2, os.cpu_count() or 1))
 atexit.register(_idle_pool.close_all, False)
 
 
+def _forget_inherited_sandboxes() -> None:
+    # A forked child (multiprocessing) shares the parent's pipes to its sandboxes: it must
+    # neither use nor close them.
+    _idle_pool.sessions = {}
+    _idle_pool.lock = threading.Lock()
+    _retired_cgroups.clear()
+
+
+os.register_at_fork(after_in_child=_forget_inherited_sandboxes)
+
+
 def prewarm(*, memory_mb: int = 512, isolation: Isolation = "auto") -> None:
     """Start one sandbox now and keep it idle, so the next one-off call (e.g. the LSP's first
     doctest check) skips start-up. ``memory_mb`` must match the later calls'."""
