@@ -55,6 +55,12 @@ def extract_examples(docstring: str) -> list[DoctestExample]:
     return [DoctestExample(example.source, example.want) for example in parsed]
 
 
+def _strip_exception_details(message: str) -> str:
+    """``module.Error: detail`` -> ``Error``, as doctest's IGNORE_EXCEPTION_DETAIL compares."""
+    stripped: str = getattr(doctest, "_strip_exception_details", lambda m: m)(message)
+    return stripped
+
+
 def _option_flags(example: doctest.Example, base_flags: int) -> int:
     flags = base_flags
     for flag, enabled in example.options.items():
@@ -105,7 +111,9 @@ def _judge(
             ok = checker.check_output(example.exc_msg, str(exception), flags)
             if not ok and flags & doctest.IGNORE_EXCEPTION_DETAIL:
                 ok = checker.check_output(
-                    example.exc_msg.split(":", 1)[0], str(exception).split(":", 1)[0], flags
+                    _strip_exception_details(example.exc_msg),
+                    _strip_exception_details(str(exception)),
+                    flags,
                 )
             if not ok:
                 details.append(

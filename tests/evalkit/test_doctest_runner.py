@@ -90,6 +90,23 @@ def test_prelude_shared_state_and_option_directives() -> None:
     assert relaxed.status == "passed"
 
 
+def test_expected_exceptions_follow_doctest_rules() -> None:
+    examples = [
+        DoctestExample(
+            "parse('x')  # doctest: +IGNORE_EXCEPTION_DETAIL\n",
+            "Traceback (most recent call last):\nmylib.ParseError: something else\n",
+        ),
+        DoctestExample("parse('x')\n", "Traceback (most recent call last):\nValueError: bad\n"),
+    ]
+    raising_value_error = "def parse(text):\n    raise ValueError('bad')\n"
+    (verdict,) = run_doctests("", [raising_value_error], examples)
+    assert (verdict.passed, verdict.status) == (1, "failed")  # ParseError != ValueError
+    prelude = "class ParseError(Exception):\n    pass\n"
+    raising_parse_error = "def parse(text):\n    raise ParseError('bad')\n"
+    (verdict,) = run_doctests(prelude, [raising_parse_error], examples)
+    assert (verdict.passed, verdict.total) == (1, 2)  # detail ignored only where asked
+
+
 def test_a_hanging_candidate_times_out_without_hurting_the_others() -> None:
     examples = [DoctestExample("double(2)\n", "4\n"), DoctestExample("double(0)\n", "0\n")]
     hanging = "def double(x):\n    while x == 0:\n        pass\n    return 2 * x\n"
