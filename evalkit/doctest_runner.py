@@ -161,10 +161,21 @@ def run_doctests(
     job = sandbox._base_job("doctest", timeout_s, memory_mb, OUTPUT_LIMIT_BYTES)
     job.update(prelude=prelude, candidates=list(candidates), examples=[e.source for e in parsed])
     raw = sandbox.execute_jobs([job], workers=1, memory_mb=memory_mb, isolation=isolation)[0]
-    per_candidate = raw.get("candidates")
-    if per_candidate is None:  # the whole sandbox was lost: every candidate shares the fate
-        return [
-            DoctestVerdict(0, len(parsed), raw["status"], [str(raw.get("stderr", ""))])
-            for _ in candidates
-        ]
-    return [_judge(parsed, result, option_flags) for result in per_candidate]
+    if "candidates" in raw:
+        return [_judge(parsed, result, option_flags) for result in raw["candidates"]]
+    if len(candidates) == 1:
+        return [_lost(parsed, raw)]
+    # The whole sandbox was lost (only possible with weak isolation, e.g. a candidate killed
+    # the harness): check each candidate on its own so only the culprit pays for it.
+    singles = [{**job, "candidates": [candidate]} for candidate in candidates]
+    raws = sandbox.execute_jobs(singles, workers=1, memory_mb=memory_mb, isolation=isolation)
+    return [
+        _judge(parsed, one["candidates"][0], option_flags)
+        if "candidates" in one
+        else _lost(parsed, one)
+        for one in raws
+    ]
+
+
+def _lost(examples: list[doctest.Example], raw: dict[str, Any]) -> DoctestVerdict:
+    return DoctestVerdict(0, len(examples), str(raw["status"]), [str(raw.get("stderr", ""))])

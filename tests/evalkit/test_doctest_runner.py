@@ -1,7 +1,12 @@
-"""The doctest runner the LSP filter calls: real sandbox runs, verdicts judged in the parent."""
+"""The doctest runner the LSP filter calls: real sandbox runs, verdicts judged in the parent.
+
+One test hides Landlock from the runner's layer detection (a fake of the detection only) to
+reach the weakest fallback, where a candidate can kill the harness.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import doctest
 
 import pytest
@@ -188,3 +193,16 @@ def test_prewarmed_sandbox_serves_the_next_call(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setattr(sandbox, "_Session", no_cold_start)
     (verdict,) = run_doctests("", ["def f():\n    return 1\n"], [DoctestExample("f()\n", "1\n")])
     assert verdict.status == "passed"
+
+
+def test_a_candidate_that_kills_the_harness_costs_only_its_own_verdict(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    weakest = dataclasses.replace(sandbox.detect_layers(), landlock_abi=0)
+    monkeypatch.setattr(sandbox, "detect_layers", lambda: weakest)
+    killer = "import os, signal\nos.kill(os.getppid(), signal.SIGKILL)\ndef f():\n    return 1\n"
+    honest = "def f():\n    return 1\n"
+    verdicts = run_doctests(
+        "", [honest, killer, honest], [DoctestExample("f()\n", "1\n")], isolation="fallback"
+    )
+    assert [v.status for v in verdicts] == ["passed", "crashed", "passed"]
