@@ -222,6 +222,7 @@ class DocompleteServer(LanguageServer):
             bestDoctest=outcome.ranked[0].doctest.status if outcome.ranked else None,
             latencyMs=round(outcome.timings_ms.get("total", 0.0), 1),
             timingsMs={k: round(v, 1) for k, v in outcome.timings_ms.items()},
+            decodeSteps=outcome.decode_steps,
         )
         return outcome
 

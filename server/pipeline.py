@@ -100,6 +100,7 @@ class CompletionOutcome:
     params: SamplingParams
     timings_ms: dict[str, float] = field(default_factory=dict)
     raw_count: int = 0
+    decode_steps: int = 0  # tokens of the longest raw candidate: what sampling latency scales with
 
 
 BackendFactory = Callable[[tuple[str, ...], str | None], Backend]
@@ -136,7 +137,7 @@ def sampling_params(config: ServerConfig, arm: dict[str, Any] | None) -> Samplin
 class _SharedWork:
     """One computation that several identical requests (e.g. inline + completion) await."""
 
-    future: asyncio.Future[tuple[list[RankedCandidate], dict[str, float], int]]
+    future: asyncio.Future[tuple[list[RankedCandidate], dict[str, float], int, int]]
     waiters: int = 0
 
 
@@ -270,7 +271,7 @@ class CompletionPipeline:
         shared.waiters += 1
         try:
             # shield: one waiter giving up must not cancel the work another still awaits.
-            ranked, timings, raw_count = await asyncio.shield(shared.future)
+            ranked, timings, raw_count, steps = await asyncio.shield(shared.future)
         except asyncio.CancelledError:
             shared.waiters -= 1
             if shared.waiters == 0 and not shared.future.done():
@@ -279,7 +280,15 @@ class CompletionPipeline:
         shared.waiters -= 1
         self.cache.put(key, site.prompt, ranked, arm_name)
         return CompletionOutcome(
-            request_id, site, list(ranked), None, arm_name, params, timings, raw_count=raw_count
+            request_id,
+            site,
+            list(ranked),
+            None,
+            arm_name,
+            params,
+            timings,
+            raw_count=raw_count,
+            decode_steps=steps,
         )
 
     async def _compute(
@@ -290,7 +299,7 @@ class CompletionPipeline:
         affinity: str | None,
         log: logging.LoggerAdapter,
         started: float,
-    ) -> tuple[list[RankedCandidate], dict[str, float], int]:
+    ) -> tuple[list[RankedCandidate], dict[str, float], int, int]:
         raw = await self._sample(site, config, params, affinity, log)
         sampled = time.perf_counter()
         clean = clean_candidates(site, raw, check_syntax=syntax_checkable(site))
@@ -311,7 +320,8 @@ class CompletionPipeline:
             ranked[0].verdict_text() if ranked else "-",
             ", ".join(f"{k} {v:.0f} ms" for k, v in timings.items()),
         )
-        return ranked, timings, len(raw)
+        steps = max((len(c.token_logprobs) for c in raw), default=0)
+        return ranked, timings, len(raw), steps
 
     async def _sample(
         self,
