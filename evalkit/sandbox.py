@@ -313,6 +313,7 @@ class _Cgroups:
     _numbers = itertools.count(1)  # next() on it is atomic: sessions may start from threads
 
     def __init__(self, memory_mb: int) -> None:
+        _remove_stale_cgroups()
         name = f"docomplete/{os.getpid()}-{next(_Cgroups._numbers)}"
         self.dirs: list[Path] = []
         limit = (memory_mb + HARNESS_OVERHEAD_MB) << 20
@@ -393,6 +394,23 @@ class _Cgroups:
                     break
                 except OSError:
                     time.sleep(0.01)
+
+
+@functools.lru_cache(maxsize=1)
+def _remove_stale_cgroups() -> None:
+    """Once per process: drop empty cgroups left by runners that were killed (no atexit)."""
+    for controller in ("memory", "pids"):
+        parent = CGROUP_ROOT / controller / "docomplete"
+        try:
+            entries = list(parent.iterdir())
+        except OSError:
+            continue
+        for entry in entries:
+            owner = entry.name.split("-", 1)[0]
+            if not entry.is_dir() or not owner.isdigit() or Path(f"/proc/{owner}").exists():
+                continue
+            with contextlib.suppress(OSError):
+                entry.rmdir()  # fails (and is kept) while any process is still inside
 
 
 @functools.lru_cache(maxsize=4)
