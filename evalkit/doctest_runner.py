@@ -19,6 +19,7 @@ from evalkit import sandbox
 DEFAULT_TIMEOUT_S = 1.0
 DEFAULT_MEMORY_MB = 256
 OUTPUT_LIMIT_BYTES = 64 << 10
+STARVATION_CAP = 1.5  # wall time at most 1.5 x timeout_s, however busy the machine is
 
 
 @dataclasses.dataclass(frozen=True)
@@ -160,6 +161,8 @@ def run_doctests(
     parsed = [_to_doctest_example(example) for example in examples]
     job = sandbox._base_job("doctest", timeout_s, memory_mb, OUTPUT_LIMIT_BYTES)
     job.update(prelude=prelude, candidates=list(candidates), examples=[e.source for e in parsed])
+    # An editor is waiting: a candidate starved by machine load gets only a little extra time.
+    job["starvation_cap"] = STARVATION_CAP
     raw = sandbox.execute_jobs([job], workers=1, memory_mb=memory_mb, isolation=isolation)[0]
     if "candidates" in raw:
         return [_judge(parsed, result, option_flags) for result in raw["candidates"]]

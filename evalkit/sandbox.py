@@ -52,7 +52,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from evalkit.sandbox_harness import FRAME_HEADER, WARM_MODULES
+from evalkit.sandbox_harness import FRAME_HEADER, STARVATION_CAP, WARM_MODULES
 
 logger = logging.getLogger(__name__)
 
@@ -602,7 +602,8 @@ class _Session:
 
 def _job_budget_s(job: dict[str, Any]) -> float:
     pieces = len(job.get("candidates", [None]))
-    return pieces * (float(job["timeout_s"]) + 1.0) + WATCHDOG_GRACE_S
+    cap = float(job.get("starvation_cap", STARVATION_CAP))
+    return pieces * (cap * float(job["timeout_s"]) + 1.0) + WATCHDOG_GRACE_S
 
 
 def _lost_result(status: str, detail: str, duration: float) -> dict[str, Any]:
@@ -876,7 +877,13 @@ def run(
     output_limit_bytes: int = DEFAULT_OUTPUT_LIMIT,
     isolation: Isolation = "auto",
 ) -> ExecutionResult:
-    """Run ``program`` like ``python program.py``; "passed" means it exited with status 0."""
+    """Run ``program`` like ``python program.py``; "passed" means it exited with status 0.
+
+    ``timeout_s`` is wall-clock time minus the time the program spent waiting for a CPU
+    because of other load (so verdicts do not depend on how busy the machine is), with a hard
+    cap of ``STARVATION_CAP`` x ``timeout_s``; CPU time is also limited to about ``timeout_s``.
+    ``memory_mb`` caps each process's address space (and, with cgroups, the sandbox's total).
+    """
     return run_many(
         [program],
         workers=1,
