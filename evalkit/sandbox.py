@@ -17,7 +17,8 @@ uid drop + Landlock + rlimits + subreaper + cgroups, and says so once in the log
 
 Throughput comes from a warm fork server: one sandboxed harness per worker serves many
 programs, each in a fresh forked child with its own limits, killed with its whole tree before
-the next starts; started sandboxes are kept idle for the next call.
+the next starts; started sandboxes are kept idle for the next call. Timeouts do not count the
+time a program waited for a CPU (``/proc/PID/schedstat``), so verdicts hold on a busy machine.
 
 What this does NOT protect against: kernel exploits; code that searches its own memory for
 the verdict nonce, or leaves threads / audit hooks / patched modules that tamper with the test
