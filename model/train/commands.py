@@ -80,7 +80,7 @@ def register(commands: argparse._SubParsersAction, bench: argparse._SubParsersAc
     ftd = sub.add_parser("finetune-data", help="mine docstring functions + generate verified tasks")
     ftd.add_argument("--corpus", type=Path, default=DATA / "corpus")
     ftd.add_argument("--out", type=Path, default=DATA / "finetune")
-    ftd.add_argument("--synthetic", type=int, default=40000, help="generated examples")
+    ftd.add_argument("--synthetic", type=int, default=60000, help="generated examples")
     ftd.add_argument("--seed", type=int, default=0)
     ftd.add_argument(
         "--no-sandbox-filter",
@@ -336,6 +336,11 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
         args.init / "config.json",
         "pretrained model",
         "pass --init DIR written by `train pretrain --export`",
+    )
+    _require(
+        args.init / "tokenizer.json",
+        "tokenizer of the pretrained model",
+        "export it with the model",
     )
     for path in args.data:
         _require(path, "fine-tuning data", "run `docomplete train finetune-data` first")

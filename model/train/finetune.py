@@ -316,10 +316,10 @@ def run_finetune(
 
     from model.train.tokenizer import EOS, PAD, load_tokenizer
 
+    examples = read_examples(data_paths)  # validate the data before loading anything heavy
     tokenizer = load_tokenizer(init_dir)
     eos_id = tokenizer.token_to_id(EOS)
     pad_id = tokenizer.token_to_id(PAD)
-    examples = read_examples(data_paths)
     random.Random(cfg.seed).shuffle(examples)
     n_valid = max(1, int(len(examples) * valid_fraction))
     valid, train_examples = examples[:n_valid], examples[n_valid:]

@@ -254,3 +254,19 @@ def test_mined_functions_with_failing_doctests_are_dropped_in_the_sandbox() -> N
     assert [k["source"] for k in kept] == ["mined:m.py:hyp", "mined:m.py:plain"]
     assert kept[0]["doctest_verified"] is True
     assert counts == {"checked": 2, "passed": 1, "failed": 1}
+
+
+def test_cli_bad_input_gives_one_line_naming_the_fix(tmp_path: Path, capsys) -> None:
+    from server.cli import main
+
+    assert main(["train", "pretrain", "--tokens", str(tmp_path / "nope"), "--max-steps", "1"]) == 2
+    assert "run `docomplete train tokenize` first" in capsys.readouterr().err
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"prompt": 1}\n')
+    init = tmp_path / "init"
+    init.mkdir()
+    (init / "config.json").write_text("{}")
+    (init / "tokenizer.json").write_text("{}")
+    code = main(["train", "finetune", "--init", str(init), "--data", str(bad), "--max-steps", "1"])
+    err = capsys.readouterr().err
+    assert code == 2 and "bad.jsonl:1" in err and "Traceback" not in err
