@@ -77,9 +77,11 @@ def demo_settings(args: argparse.Namespace) -> dict[str, Any]:
     return settings
 
 
-def _print_candidates(slot: FunctionSlot, answer: dict[str, Any], elapsed_ms: float) -> bool:
+def _print_candidates(
+    slot: FunctionSlot, answer: dict[str, Any], elapsed_ms: float, note: str = ""
+) -> bool:
     candidates = answer.get("candidates") or []
-    print(f"\n── {slot.signature}   ({len(candidates)} candidates, {elapsed_ms:.0f} ms)")
+    print(f"\n── {slot.signature}   ({len(candidates)} candidates, {elapsed_ms:.0f} ms{note})")
     if not candidates:
         print("   no candidate survived (none compiled)")
         return False
@@ -141,7 +143,9 @@ async def _drive(path: Path, settings: dict[str, Any]) -> int:
                 for line in list(session.stderr_tail)[-5:]:
                     print(f"  server: {line}")
                 return 1
-            passing += _print_candidates(slot, answer, (time.perf_counter() - started) * 1000)
+            elapsed_ms = (time.perf_counter() - started) * 1000
+            note = ", incl. loading the model" if slot is slots[0] else ""
+            passing += _print_candidates(slot, answer, elapsed_ms, note)
     print(
         f"\n{passing}/{len(slots)} functions: the top candidate passes all of its docstring examples."
     )
