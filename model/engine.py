@@ -129,6 +129,22 @@ class _Row:
     logprobs: list[float] = field(default_factory=list)
 
 
+def _select_rows(buffer: torch.Tensor, rows: torch.Tensor, filled: int) -> torch.Tensor:
+    """``buffer[rows]`` for a (B, H, capacity, D) buffer of which only ``filled`` columns hold
+    data: the same capacity, but only the filled columns are copied.
+
+    When rows are removed the result reuses the buffer's leading rows (no new allocation);
+    ``index_select`` gathers into a temporary first, so overlapping source rows are safe.
+    """
+    kept = buffer[:, :, :filled].index_select(0, rows)  # (B', H, filled, D)
+    if rows.shape[0] <= buffer.shape[0]:
+        out = buffer[: rows.shape[0]]
+    else:
+        out = buffer.new_empty((rows.shape[0], *buffer.shape[1:]))
+    out[:, :, :filled] = kept
+    return out
+
+
 def _preallocated_layer_class() -> type:
     """A DynamicLayer that writes into buffers sized for the whole generation up front.
 
@@ -169,8 +185,10 @@ def _preallocated_layer_class() -> type:
 
         def batch_select_indices(self, indices: torch.Tensor) -> None:
             if self._key_buffer is not None:
-                self._key_buffer = self._key_buffer[indices]
-                self._value_buffer = self._value_buffer[indices]
+                # Copy only the filled part; the empty tail would double the cost of every
+                # row removal early in the generation.
+                self._key_buffer = _select_rows(self._key_buffer, indices, self._length)
+                self._value_buffer = _select_rows(self._value_buffer, indices, self._length)
                 self.keys = self._key_buffer[:, :, : self._length]
                 self.values = self._value_buffer[:, :, : self._length]
 
@@ -245,8 +263,8 @@ def _shared_prefix_layer_class() -> type:
             if self.row_prompt is None:
                 super().batch_select_indices(indices)
                 return
-            self.gen_keys = self.gen_keys[indices]
-            self.gen_values = self.gen_values[indices]
+            self.gen_keys = _select_rows(self.gen_keys, indices, self.generated)
+            self.gen_values = _select_rows(self.gen_values, indices, self.generated)
             row_prompt = self.row_prompt[indices]
             used = torch.unique(row_prompt)  # sorted
             if used.shape[0] < self.prompt_keys.shape[0]:
