@@ -27,6 +27,7 @@ from server.pipeline import (
     CompletionOutcome,
     CompletionPipeline,
     RequestLog,
+    current_request_id,
     default_backend_factory,
     new_request_id,
 )
@@ -166,6 +167,7 @@ class DocompleteServer(LanguageServer):
         character = offset - (source.rfind("\n", 0, offset) + 1)
         site = self.pipeline.find_site(config, source, line, character)
         request_id = new_request_id()
+        current_request_id.set(request_id)  # this handler's own task context
         log = RequestLog(logger, {"request_id": request_id})
         if site is None:
             log.debug("%s at %s:%d:%d: no body wanted here", method, uri, line, character)

@@ -87,6 +87,10 @@ def run_lsp(args: argparse.Namespace) -> int:
         )
         root.addHandler(file_handler)
         log_dir = log_file.parent
+    from server.pipeline import RequestIdFilter
+
+    for handler in root.handlers:
+        handler.addFilter(RequestIdFilter())
     logging.getLogger("server").setLevel(level)
     # pygls logs every message at INFO: only worth it when debugging the protocol (-vv).
     logging.getLogger("pygls").setLevel(logging.DEBUG if verbose >= 2 else logging.WARNING)

@@ -8,6 +8,7 @@ of waiting on it again, and the first request after a short pause probes whether
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import hashlib
 import itertools
 import logging
@@ -34,9 +35,29 @@ logger = logging.getLogger("server.pipeline")
 
 _request_numbers = itertools.count(1)
 
+#: The request being served in this task; lets library log lines (httpx, engine) carry its id.
+current_request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "docomplete_request_id", default=None
+)
+
 
 def new_request_id() -> str:
     return f"r{next(_request_numbers):05d}"
+
+
+class RequestIdFilter(logging.Filter):
+    """Handler filter: prefixes other libraries' records with the current request id."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        request_id = current_request_id.get()
+        if (
+            request_id
+            and not record.name.startswith("server")
+            and not getattr(record, "_docomplete_tagged", False)
+        ):
+            record.msg = f"[{request_id}] {record.msg}"
+            record._docomplete_tagged = True
+        return True
 
 
 class RequestLog(logging.LoggerAdapter):
