@@ -25,7 +25,7 @@ from tests.evalkit.eval_fixtures import (
     write_comment_dataset,
 )
 
-N = 24  # samples per problem; 6 problems → 144 samples, enough for a kill to land mid-run
+N = 16  # samples per problem; 6 problems → 96 samples in 6 calls of 2 prompts × 8 samples
 
 
 @pytest.fixture(scope="module")
@@ -56,6 +56,8 @@ def run_args(setup: dict[str, Path], out: Path, *extra: str) -> list[str]:
         "11",
         "--samples-per-call",
         "8",
+        "--batch-prompts",
+        "2",
         "--out",
         str(out),
         "--no-progress",
@@ -132,6 +134,7 @@ def test_sigkill_at_any_point_then_resume_gives_identical_results(
     args = cli(*run_args(setup, out))
     # Kill once while samples are being written and once while only verdicts are missing.
     for file_name, threshold in (("samples.jsonl", 20), ("results.jsonl", 6 * N - 40)):
+        # 2 of 6 calls written / 4 of 6 batches checked: the kill lands with work left to do.
         proc = subprocess.Popen(
             args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=subprocess_env()
         )
