@@ -87,3 +87,17 @@ def test_damage_in_the_middle_is_an_error(tmp_path: Path) -> None:
     path.write_text('{"a": 1}\nnot json\n{"a": 3}\n')
     with pytest.raises(DatasetError, match=r"results\.jsonl:2: damaged line"):
         read_appended_records(path)
+
+
+def test_eval_run_reports_a_malformed_dataset_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from server.cli import main
+
+    path = tmp_path / "mine.jsonl"
+    path.write_text(problem_line("T/0") + "\n" + "{not json}\n")
+    code = main(["eval", "run", "--dataset", str(path), "--out", str(tmp_path / "run")])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "mine.jsonl:2: not valid JSON" in err and "Traceback" not in err
+    assert not (tmp_path / "run").exists()  # nothing started, nothing to clean up
