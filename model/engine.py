@@ -577,6 +577,18 @@ class Engine:
         Every row of a batch attends over the longest prompt's width; one 2,000-token prompt
         would make hundreds of short rows pay for it. Buckets also cap the rows per batch.
         """
+        if self.shared_prefix:
+            # Padding costs little here: prompts are stored once and prefilled in length
+            # groups (see ``_prefill``), so only the row cap splits the work.
+            buckets_by_rows: list[list[GenerationRequest]] = [[]]
+            rows = 0
+            for r in requests:
+                if buckets_by_rows[-1] and rows + r.params.n > self.max_batch_rows:
+                    buckets_by_rows.append([])
+                    rows = 0
+                buckets_by_rows[-1].append(r)
+                rows += r.params.n
+            return [b for b in buckets_by_rows if b]
         ordered = sorted(requests, key=lambda r: r.prompt_tokens)
         buckets: list[list[GenerationRequest]] = []
         current: list[GenerationRequest] = []
@@ -718,7 +730,59 @@ class Engine:
     def _prefill(
         self, prompt_ids: list[list[int]], reserve_tokens: int
     ) -> tuple[torch.Tensor, Any, torch.Tensor, torch.Tensor]:
-        """Run every distinct prompt through the model once, left-padded into one batch."""
+        """Run every distinct prompt through the model once; returns last-position logits
+        (P, V), the cache, the (P, L) prompt mask (1 = real token) and next position ids (P,).
+
+        With the shared-prefix cache, prompts of similar length are prefilled together and
+        their keys merged afterwards, so a long prompt does not make short ones compute
+        padding; the copying cache prefills all prompts as one left-padded batch.
+        """
+        kind = "shared" if self.shared_prefix else "preallocated"
+        if not self.shared_prefix:
+            logits, cache, mask = self._prefill_group(prompt_ids, kind, reserve_tokens)
+            return logits, cache, mask, mask.sum(dim=1)
+        order = sorted(range(len(prompt_ids)), key=lambda i: len(prompt_ids[i]))
+        groups: list[list[int]] = []
+        for i in order:
+            group = groups[-1] if groups else None
+            if group is not None:
+                real = sum(len(prompt_ids[j]) for j in group) + len(prompt_ids[i])
+                if len(prompt_ids[i]) * (len(group) + 1) <= PADDING_WASTE_LIMIT * real:
+                    group.append(i)
+                    continue
+            groups.append([i])
+        width = max(len(ids) for ids in prompt_ids)
+        count = len(prompt_ids)
+        logits = mask = None
+        merged_keys: list[list[torch.Tensor | None]] = []
+        for group in groups:
+            group_logits, group_cache, group_mask = self._prefill_group(
+                [prompt_ids[i] for i in group], kind, reserve_tokens
+            )
+            if logits is None:
+                logits = group_logits.new_empty((count, group_logits.shape[-1]))
+                mask = group_mask.new_zeros((count, width))
+                merged_keys = [[None, None] for _ in group_cache.layers]
+            index = torch.tensor(group, device=self.device)
+            logits[index] = group_logits
+            mask[index, width - group_mask.shape[1] :] = group_mask  # left padding
+            for slot, layer in zip(merged_keys, group_cache.layers, strict=True):
+                for which, part in enumerate((layer.prompt_keys, layer.prompt_values)):
+                    if slot[which] is None:  # (P, Hkv, L, D), zeros where padding
+                        slot[which] = part.new_zeros((count, part.shape[1], width, part.shape[3]))
+                    slot[which][index, :, width - part.shape[2] :] = part
+        cache = _make_cache(self.model.config, kind, reserve_tokens)
+        for layer, (keys, values) in zip(cache.layers, merged_keys, strict=True):
+            layer.lazy_initialization(keys, values)
+            layer.prompt_keys, layer.prompt_values = keys, values
+            layer.keys, layer.values = keys, values
+        assert logits is not None and mask is not None
+        return logits, cache, mask, mask.sum(dim=1)
+
+    def _prefill_group(
+        self, prompt_ids: list[list[int]], kind: str, reserve_tokens: int
+    ) -> tuple[torch.Tensor, Any, torch.Tensor]:
+        """One left-padded forward pass over ``prompt_ids``: logits (P, V), cache, mask (P, L)."""
         width = max(len(ids) for ids in prompt_ids)
         batch = torch.full((len(prompt_ids), width), self.pad_token_id, dtype=torch.long)
         mask = torch.zeros((len(prompt_ids), width), dtype=torch.long)
@@ -727,7 +791,6 @@ class Engine:
             mask[i, width - len(ids) :] = 1
         # Padding positions get id 0 (masked anyway); real tokens count from 0.
         position_ids = (mask.cumsum(dim=1) - 1).clamp(min=0)  # (P, L)
-        kind = "shared" if self.shared_prefix else "preallocated"
         cache = _make_cache(self.model.config, kind, reserve_tokens)
         out = self.model(
             input_ids=batch.to(self.device),  # (P, L)
@@ -739,8 +802,7 @@ class Engine:
         )
         self.stats.prefill_calls += 1
         self.stats.prefill_tokens += int(mask.sum())
-        next_positions = mask.sum(dim=1).to(self.device)  # (P,)
-        return out.logits[:, -1, :].float(), cache, mask.to(self.device), next_positions
+        return out.logits[:, -1, :].float(), cache, mask.to(self.device)
 
     def _sample(
         self,
