@@ -499,7 +499,12 @@ class Engine:
                 f"no model at {path} (no config.json): pass --model with a local Hugging Face "
                 "model directory, or train the bundled one with `docomplete train`"
             )
-        dev, default_dtype = pick_device(device)
+        try:
+            dev, default_dtype = pick_device(device)
+        except RuntimeError as exc:  # e.g. a malformed device string
+            raise EngineLoadError(f"bad device {device!r}: use auto, cpu or cuda ({exc})") from exc
+        if dev.type == "cuda" and not torch.cuda.is_available():
+            raise EngineLoadError("CUDA is not available on this machine: use --device auto or cpu")
         try:
             tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
             model = AutoModelForCausalLM.from_pretrained(
