@@ -53,6 +53,7 @@ SAMPLES_FILE = "samples.jsonl"
 RESULTS_FILE = "results.jsonl"
 SUMMARY_FILE = "summary.json"
 PER_PROBLEM_FILE = "per_problem.jsonl"
+LOCK_FILE = ".lock"
 
 # Settings that change which samples are drawn or how they are judged: a resume must match them.
 _IDENTITY_KEYS = (
@@ -176,6 +177,7 @@ class RunDirectory:
         self.path = path
         self._handles: dict[Path, Any] = {}
         self._last_fsync = time.monotonic()
+        self._lock_handle: Any = None
 
     def prepare(self, config: dict[str, Any]) -> None:
         """Create the directory or check that its recorded config matches ``config``."""
@@ -197,13 +199,33 @@ class RunDirectory:
                     f"{self.path} holds a run with different settings ({'; '.join(mismatches)}); "
                     "rerun with the recorded settings to resume, or pick a new --out directory"
                 )
+            self._lock()
             return
-        if self.path.exists() and any(self.path.iterdir()):
+        if self.path.exists() and any(p.name != LOCK_FILE for p in self.path.iterdir()):
             raise RunError(
                 f"{self.path} exists and is not a docomplete run directory; pick a new --out"
             )
         self.path.mkdir(parents=True, exist_ok=True)
+        self._lock()
         write_json_atomic(config_path, config)
+
+    def _lock(self) -> None:
+        """One process per run directory: two appending to the same files would garble them.
+
+        The kernel drops the lock when the process dies, even by SIGKILL.
+        """
+        import fcntl
+
+        handle = open(self.path / LOCK_FILE, "w")  # noqa: SIM115 — held until close()
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.close()
+            raise RunError(
+                f"another docomplete process is writing to {self.path}; wait for it to finish "
+                "(or stop it), then rerun to resume"
+            ) from None
+        self._lock_handle = handle
 
     def _path(self, kind: str) -> Path:
         return self.path / f"{kind}.jsonl"
@@ -238,6 +260,9 @@ class RunDirectory:
         for handle in self._handles.values():
             handle.close()
         self._handles.clear()
+        if self._lock_handle is not None:
+            self._lock_handle.close()
+            self._lock_handle = None
 
 
 def write_json_atomic(path: Path, payload: Any) -> None:

@@ -67,8 +67,15 @@ def test_codex_stops_are_the_default() -> None:
 
 def test_run_directory_refuses_other_settings(tmp_path: Path) -> None:
     out = tmp_path / "run"
-    RunDirectory(out).prepare(config().to_json())
-    RunDirectory(out).prepare(config(batch_prompts=2).to_json())  # same: fine
+    first = RunDirectory(out)
+    first.prepare(config().to_json())
+    # While one process holds the run, a second one is turned away.
+    with pytest.raises(RunError, match="another docomplete process is writing"):
+        RunDirectory(out).prepare(config().to_json())
+    first.close()
+    again = RunDirectory(out)
+    again.prepare(config().to_json())  # same settings: resumes
+    again.close()
     with pytest.raises(RunError, match=r"different settings \(n: recorded 10, now 20\)"):
         RunDirectory(out).prepare(config(n=20).to_json())
     other = tmp_path / "other"
