@@ -2,8 +2,8 @@
 
 A run directory holds ``config.json`` (every setting that shapes the numbers), ``samples.jsonl``
 and ``results.jsonl`` (append-only, flushed as produced, fsync'd in batches), ``sessions.jsonl``
-(one line per invocation: backend, parallelism, what was already done), and at the end
-``summary.json`` + ``per_problem.jsonl``. Re-running with the same directory resumes: samples
+(one line per invocation: backend, parallelism, what was already done), a ``.lock`` held by
+the process working on it, and at the end ``summary.json`` + ``per_problem.jsonl``. Re-running with the same directory resumes: samples
 already on disk are not generated again, verdicts already on disk are not recomputed, and a line
 cut short by a crash is dropped and redone. Each backend call carries a seed derived from
 (run seed, task ids, chunk index), so a resumed run draws the very samples an uninterrupted one
