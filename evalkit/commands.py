@@ -167,10 +167,6 @@ def _make_backend(specs: list[str], model: str | None) -> tuple[Any, str, str | 
     from model.protocol import BackendError
 
     if specs == ["embedded"]:
-        # The sandbox's processes share the cores with torch. OpenMP threads that spin while
-        # waiting steal their CPU: measured here, a run took 2.7x as long. Must be set before
-        # torch is imported (the engine imports it lazily, on the first call).
-        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
         model_path = Path(model).expanduser() if model else default_model_path()
         if not (model_path / "config.json").is_file():
             raise CommandError(

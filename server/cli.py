@@ -73,4 +73,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    # Run through the importable module, not this __main__ copy: subcommands raise
+    # server.cli.CommandError, which must be the class main() catches.
+    from server.cli import main as _main
+
+    raise SystemExit(_main())

@@ -17,6 +17,8 @@ def register(commands: argparse._SubParsersAction, bench: argparse._SubParsersAc
         "never to stdout (stdout is the protocol).",
     )
     lsp.add_argument("--tcp", metavar="HOST:PORT", help="listen on TCP instead of stdio")
+    # Many LSP clients (vscode-languageclient among them) append --stdio; it is our default.
+    lsp.add_argument("--stdio", action="store_true", help="use stdio (the default)")
     lsp.add_argument("--log-file", type=Path, help="write logs (and telemetry.jsonl) here")
     lsp.add_argument(
         "-v", "--verbose", action="count", default=argparse.SUPPRESS, help="more logging"
@@ -56,14 +58,8 @@ def _parse_tcp(value: str) -> tuple[str, int]:
 
 
 def run_lsp(args: argparse.Namespace) -> int:
-    import os
 
     from server.app import create_server
-
-    # With the embedded model, the doctest sandbox runs right after torch on the same cores;
-    # OpenMP threads spinning between decode steps would steal its CPU. Must be set before
-    # torch is imported (the engine imports it lazily).
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
     verbose = getattr(args, "verbose", 0) or 0
     level = logging.WARNING - 10 * min(verbose, 2) if verbose else logging.INFO
