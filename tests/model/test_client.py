@@ -167,7 +167,7 @@ async def test_choices_are_grouped_by_index(scripted) -> None:
     assert results[0][0].finish_reason == "stop"
 
 
-async def test_replicas_least_loaded_with_affinity_and_cool_down(scripted) -> None:
+async def test_replicas_least_loaded_with_affinity_and_cool_down(scripted, monkeypatch) -> None:
     first, second = Script("a", delay_s=0.3), Script("b", delay_s=0.3)
     urls = [scripted(first), scripted(second)]
     backend = OpenAIBackend(urls)
@@ -182,6 +182,8 @@ async def test_replicas_least_loaded_with_affinity_and_cool_down(scripted) -> No
     finally:
         await backend.aclose()
 
+    # Ties between idle replicas are broken at random; pin it so the dead one is tried first.
+    monkeypatch.setattr("model.client.random.random", lambda: 0.0)
     dead = _dead_url()
     survivor = Script("c")
     backend = OpenAIBackend([dead, scripted(survivor)])
