@@ -58,7 +58,6 @@ def _parse_tcp(value: str) -> tuple[str, int]:
 
 
 def run_lsp(args: argparse.Namespace) -> int:
-
     from server.app import create_server
 
     verbose = getattr(args, "verbose", 0) or 0
