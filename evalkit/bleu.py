@@ -13,7 +13,7 @@ def _bleu_scorer() -> Any:
     try:
         from sacrebleu.metrics import BLEU
     except ImportError:
-        from server.cli import CommandError
+        from model.cli_support import CommandError
 
         raise CommandError("BLEU needs sacrebleu: pip install -e '.[eval]'") from None
     # Sentence-level BLEU needs smoothing, or nearly every short body scores 0.

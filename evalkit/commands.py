@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from server.cli import CommandError
+from model.cli_support import CommandError
 
 
 def register(commands: argparse._SubParsersAction, bench: argparse._SubParsersAction) -> None:
@@ -418,8 +418,8 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 
 def _cmd_bench_eval(args: argparse.Namespace) -> int:
-    from evalkit.bench import emit_bench
     from evalkit.runner import CODEX_STOPS, RunConfig
+    from model.cli_support import emit_bench
 
     _check_positive(n=args.n, limit=args.limit, batch_prompts=args.batch_prompts)
     dataset = _load_dataset("humaneval")

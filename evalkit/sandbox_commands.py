@@ -11,7 +11,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from server.cli import CommandError
+from model.cli_support import CommandError
 
 ISOLATION_CHOICES = ("auto", "bwrap", "fallback")
 
@@ -125,7 +125,7 @@ def _check_command(args: argparse.Namespace) -> int:
         }
         print(json.dumps(payload, indent=2))
         return 0
-    from evalkit.bench import format_table
+    from model.cli_support import format_table
 
     print(f"sandbox isolation: {mode}")
     print(
@@ -285,7 +285,7 @@ def measure_doctest_latency(repeat: int, isolation: str) -> tuple[float, float]:
 
 def _bench_command(args: argparse.Namespace) -> int:
     from evalkit import sandbox
-    from evalkit.bench import emit_bench
+    from model.cli_support import emit_bench
 
     if args.repeat < 1:
         raise CommandError("--repeat must be at least 1")

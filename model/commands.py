@@ -66,8 +66,8 @@ def register(commands: argparse._SubParsersAction, bench: argparse._SubParsersAc
 
 def _model_dir(path: Path | None) -> Path:
     """The model directory to use, or a CommandError naming the fix."""
+    from model.cli_support import CommandError
     from model.paths import default_model_path
-    from server.cli import CommandError
 
     model = path if path is not None else default_model_path()
     if not (model / "config.json").is_file():
@@ -80,8 +80,8 @@ def _model_dir(path: Path | None) -> Path:
 
 
 def _sampling_params(args: argparse.Namespace):  # -> SamplingParams
+    from model.cli_support import CommandError
     from model.protocol import SamplingParams
-    from server.cli import CommandError
 
     try:
         return SamplingParams(
@@ -97,8 +97,8 @@ def _sampling_params(args: argparse.Namespace):  # -> SamplingParams
 
 
 def _load_engine(path: Path, device: str = "auto"):
+    from model.cli_support import CommandError
     from model.engine import Engine, EngineLoadError
-    from server.cli import CommandError
 
     try:
         return Engine.load(path, device=device)
@@ -107,8 +107,8 @@ def _load_engine(path: Path, device: str = "auto"):
 
 
 def run_serve(args: argparse.Namespace) -> int:
+    from model.cli_support import CommandError
     from model.serve import serve
-    from server.cli import CommandError
 
     if args.max_batch < 1 or args.max_queue < 1:
         raise CommandError("--max-batch and --max-queue must be >= 1")
@@ -150,8 +150,8 @@ def run_complete(args: argparse.Namespace) -> int:
 
 
 def run_bench_sampling(args: argparse.Namespace) -> int:
+    from model.cli_support import CommandError
     from model.sampling_bench import run_sampling_bench
-    from server.cli import CommandError
 
     if args.n < 1 or args.prompts < 1 or args.max_tokens < 1:
         raise CommandError("--n, --prompts and --max-tokens must be >= 1")

@@ -89,8 +89,8 @@ def run_sampling_bench(
     seed: int,
     json_path: str | None,
 ) -> dict[str, Any]:
-    """Run both sides and print the table through ``evalkit.bench.emit_bench``."""
-    from evalkit.bench import emit_bench
+    """Run both sides and print the table through ``model.cli_support.emit_bench``."""
+    from model.cli_support import emit_bench
     from model.engine import Engine
     from model.paths import default_model_path
     from model.protocol import SamplingParams

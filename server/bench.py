@@ -140,8 +140,7 @@ async def _measure(settings: dict[str, Any], workload: list[BenchRequest]) -> di
 
 
 def run_bench(args: argparse.Namespace) -> int:
-    from evalkit.bench import emit_bench
-    from server.cli import CommandError
+    from model.cli_support import CommandError, emit_bench
     from server.demo import demo_settings
 
     if args.requests < 1:

@@ -13,6 +13,8 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 
+from model.cli_support import CommandError
+
 # Modules that contribute subcommands; each defines register(commands, bench).
 _COMMAND_MODULES = (
     "server.commands",  # lsp, demo, bench lsp
@@ -23,10 +25,6 @@ _COMMAND_MODULES = (
 )
 
 Handler = Callable[[argparse.Namespace], int]
-
-
-class CommandError(Exception):
-    """A user-facing error: printed as one line, exit status 2."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -73,8 +71,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    # Run through the importable module, not this __main__ copy: subcommands raise
-    # server.cli.CommandError, which must be the class main() catches.
-    from server.cli import main as _main
-
-    raise SystemExit(_main())
+    raise SystemExit(main())

@@ -49,7 +49,7 @@ def register(commands: argparse._SubParsersAction, bench: argparse._SubParsersAc
 
 
 def _parse_tcp(value: str) -> tuple[str, int]:
-    from server.cli import CommandError
+    from model.cli_support import CommandError
 
     host, _, port = value.rpartition(":")
     if not host or not port.isdigit() or not 0 < int(port) < 65536:
@@ -69,7 +69,7 @@ def run_lsp(args: argparse.Namespace) -> int:
             root.removeHandler(handler)
     log_dir: Path | None = None
     if args.log_file is not None:
-        from server.cli import CommandError
+        from model.cli_support import CommandError
 
         log_file: Path = args.log_file.expanduser()
         try:

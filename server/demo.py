@@ -60,7 +60,7 @@ def _relative(path: Path) -> str:
 
 def demo_settings(args: argparse.Namespace) -> dict[str, Any]:
     """Server settings for the demo; a clear error when the bundled model is not there."""
-    from server.cli import CommandError
+    from model.cli_support import CommandError
 
     settings: dict[str, Any] = {"backend": args.backend, "n": args.n, "doctestFilter": True}
     if args.backend == "embedded":
@@ -122,7 +122,7 @@ async def _drive(path: Path, settings: dict[str, Any]) -> int:
     try:
         slots = function_slots(source)
     except SyntaxError as exc:
-        from server.cli import CommandError
+        from model.cli_support import CommandError
 
         raise CommandError(f"{path} does not parse ({exc.msg}, line {exc.lineno})") from exc
     uri = path.resolve().as_uri()
@@ -154,7 +154,7 @@ async def _drive(path: Path, settings: dict[str, Any]) -> int:
 
 
 def run_demo(args: argparse.Namespace) -> int:
-    from server.cli import CommandError
+    from model.cli_support import CommandError
 
     path: Path = (args.file or DEMO_FILE).expanduser()
     if not path.is_file():

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from model.cli_support import CommandError
 from model.train.commands import register
-from server.cli import CommandError
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -11,7 +11,7 @@ import json
 import sysconfig
 from pathlib import Path
 
-from server.cli import CommandError
+from model.cli_support import CommandError
 
 DATA = Path("data")
 

@@ -50,11 +50,7 @@ def build_tiny(path: Path) -> Path:
 
 
 def cli(*args: str) -> list[str]:
-    """The ``docomplete`` command line as a subprocess argv (same interpreter as the tests).
-
-    Not ``python -m server.cli``: that would load the CLI twice (as ``__main__`` too), and its
-    CommandError class would no longer be the one the handlers raise.
-    """
+    """The ``docomplete`` command line as a subprocess argv (same interpreter as the tests)."""
     return [sys.executable, "-c", "from server.cli import main; raise SystemExit(main())", *args]
 
 

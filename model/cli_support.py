@@ -1,4 +1,8 @@
-"""Shared output for ``docomplete bench …``: a readable table on stdout, figures as JSON."""
+"""Command-line plumbing every package shares: the user-facing error and benchmark output.
+
+Light tier, stdlib only. ``server``, ``evalkit`` and ``model`` all import it; it imports nothing
+of theirs, so no package has to depend on the editor package to report an error.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,10 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+
+class CommandError(Exception):
+    """A user-facing error: ``docomplete`` prints it as one line and exits with status 2."""
 
 
 def machine_summary() -> dict[str, Any]:
