@@ -1,0 +1,196 @@
+"""The /v1/completions wire format: request validation and the JSON and SSE bodies sent back."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from model.protocol import SamplingParams
+
+if TYPE_CHECKING:
+    from model.engine import GeneratedCandidate, GenerationRequest
+
+MAX_N = 256
+MAX_LOGPROBS = 5
+MAX_STOP_SEQUENCES = 16
+
+
+class InvalidParam(ValueError):
+    """A request field is invalid; becomes an OpenAI-style 400 naming ``param``."""
+
+    def __init__(self, param: str, message: str) -> None:
+        super().__init__(message)
+        self.param = param
+
+
+# --------------------------------------------------------------------------- request parsing
+@dataclass(frozen=True)
+class CompletionRequest:
+    """A validated /v1/completions body: the prompts and how to sample and answer them."""
+
+    prompts: list[str]
+    params: SamplingParams
+    logprobs: int | None
+    echo: bool
+    stream: bool
+
+
+def _number(body: dict[str, Any], name: str, default: float, kind: type[int] | type[float]) -> Any:
+    value = body.get(name, default)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise InvalidParam(name, f"'{name}' must be a number, got {type(value).__name__}")
+    if kind is int and (not float(value).is_integer()):
+        raise InvalidParam(name, f"'{name}' must be an integer, got {value}")
+    return kind(value)
+
+
+def parse_completion_request(body: Any, max_context: int) -> CompletionRequest:
+    """Validate a /v1/completions body; raises InvalidParam naming the offending field."""
+    if not isinstance(body, dict):
+        raise InvalidParam("body", "the request body must be a JSON object")
+    prompt = body.get("prompt")
+    if isinstance(prompt, str):
+        prompts = [prompt]
+    elif isinstance(prompt, list) and prompt and all(isinstance(p, str) for p in prompt):
+        prompts = list(prompt)
+    else:
+        raise InvalidParam("prompt", "'prompt' must be a string or a non-empty list of strings")
+    max_tokens = _number(body, "max_tokens", 16, int)
+    if not 1 <= max_tokens < max_context:
+        raise InvalidParam(
+            "max_tokens", f"'max_tokens' must be between 1 and {max_context - 1}, got {max_tokens}"
+        )
+    temperature = _number(body, "temperature", 1.0, float)
+    if not 0 <= temperature <= 100:
+        raise InvalidParam("temperature", f"'temperature' must be in [0, 100], got {temperature}")
+    top_p = _number(body, "top_p", 1.0, float)
+    if not 0 < top_p <= 1:
+        raise InvalidParam("top_p", f"'top_p' must be in (0, 1], got {top_p}")
+    n = _number(body, "n", 1, int)
+    if not 1 <= n <= MAX_N:
+        raise InvalidParam("n", f"'n' must be between 1 and {MAX_N}, got {n}")
+    stop_field = body.get("stop")
+    if stop_field is None:
+        stop: tuple[str, ...] = ()
+    elif isinstance(stop_field, str):
+        stop = (stop_field,)
+    elif isinstance(stop_field, list) and all(isinstance(s, str) for s in stop_field):
+        stop = tuple(stop_field)
+    else:
+        raise InvalidParam("stop", "'stop' must be a string or a list of strings")
+    if len(stop) > MAX_STOP_SEQUENCES or any(not s for s in stop):
+        raise InvalidParam("stop", f"'stop' takes at most {MAX_STOP_SEQUENCES} non-empty strings")
+    seed_field = body.get("seed")
+    if seed_field is not None and (isinstance(seed_field, bool) or not isinstance(seed_field, int)):
+        raise InvalidParam("seed", "'seed' must be an integer")
+    logprobs_field = body.get("logprobs")
+    if logprobs_field is not None and (
+        isinstance(logprobs_field, bool)
+        or not isinstance(logprobs_field, int)
+        or not 0 <= logprobs_field <= MAX_LOGPROBS
+    ):
+        raise InvalidParam("logprobs", f"'logprobs' must be an integer in [0, {MAX_LOGPROBS}]")
+    echo = body.get("echo", False)
+    stream = body.get("stream", False)
+    for name, value in (("echo", echo), ("stream", stream)):
+        if not isinstance(value, bool):
+            raise InvalidParam(name, f"'{name}' must be true or false")
+    if echo and logprobs_field is not None:
+        raise InvalidParam("echo", "'echo' together with 'logprobs' is not supported; drop one")
+    params = SamplingParams(
+        n=n,
+        temperature=temperature,
+        top_p=top_p,
+        max_tokens=max_tokens,
+        stop=stop,
+        seed=seed_field % (1 << 31) if seed_field is not None else None,
+    )
+    return CompletionRequest(prompts, params, logprobs_field, echo, stream)
+
+
+# --------------------------------------------------------------------------- response bodies
+def _logprobs_block(candidate: GeneratedCandidate, offset_base: int) -> dict[str, Any]:
+    offsets: list[int] = []
+    position = offset_base
+    for token in candidate.tokens:
+        offsets.append(position)
+        position += len(token)
+    return {
+        "tokens": list(candidate.tokens),
+        "token_logprobs": list(candidate.token_logprobs),
+        "text_offset": offsets,
+        # Alternatives are not computed; the sampled token's log-prob is what rankers need.
+        "top_logprobs": None,
+    }
+
+
+def completion_body(
+    model_name: str,
+    request: CompletionRequest,
+    results: list[GenerationRequest],
+    completion_id: str,
+    created: int,
+) -> dict[str, Any]:
+    """The non-streaming answer: one choice per prompt and sample, plus token usage."""
+    choices = []
+    completion_tokens = 0
+    for prompt_index, engine_request in enumerate(results):
+        for sample_index, candidate in enumerate(engine_request.results):
+            prefix = engine_request.prompt if request.echo else ""
+            completion_tokens += candidate.generated_tokens
+            choices.append(
+                {
+                    "index": prompt_index * request.params.n + sample_index,
+                    "text": prefix + candidate.text,
+                    "logprobs": _logprobs_block(candidate, len(prefix))
+                    if request.logprobs is not None
+                    else None,
+                    "finish_reason": candidate.finish_reason,
+                }
+            )
+    prompt_tokens = sum(r.prompt_tokens for r in results)
+    return {
+        "id": completion_id,
+        "object": "text_completion",
+        "created": created,
+        "model": model_name,
+        "choices": choices,
+        "usage": {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
+        },
+    }
+
+
+def stream_chunk(
+    model_name: str,
+    completion_id: str,
+    created: int,
+    index: int,
+    text: str,
+    finish: str | None,
+    logprobs: dict[str, Any] | None = None,
+) -> str:
+    """One server-sent event carrying the next piece of choice ``index``."""
+    payload = {
+        "id": completion_id,
+        "object": "text_completion",
+        "created": created,
+        "model": model_name,
+        "choices": [{"index": index, "text": text, "logprobs": logprobs, "finish_reason": finish}],
+    }
+    return f"data: {json.dumps(payload)}\n\n"
+
+
+def stream_logprobs_block(tokens: list[str], token_logprobs: list[float]) -> dict[str, Any]:
+    """The ``logprobs`` of one stream chunk: its tokens' text and their sampled log-probs."""
+    return {"tokens": tokens, "token_logprobs": token_logprobs, "top_logprobs": None}
+
+
+def error_body(message: str, *, param: str | None, kind: str, code: str | None) -> dict[str, Any]:
+    """An OpenAI-style error object."""
+    return {"error": {"message": message, "type": kind, "param": param, "code": code}}
