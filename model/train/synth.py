@@ -1348,10 +1348,6 @@ def verify_examples(examples: list[dict]) -> list[bool]:
     return results
 
 
-def _verify_chunk(chunk: list[dict]) -> list[bool]:
-    return verify_examples(chunk)
-
-
 def eval_entry_points() -> set[str]:
     """HumanEval's function names: generated functions never use them."""
     import gzip
@@ -1388,7 +1384,7 @@ def generate(count: int, seed: int = 0, *, workers: int = 2) -> tuple[list[dict]
     chunks = [candidates[i : i + 500] for i in range(0, len(candidates), 500)]
     # Separate processes: a generated doctest cannot disturb the generator itself.
     with ProcessPoolExecutor(max_workers=workers) as pool:
-        verdicts = [ok for chunk in pool.map(_verify_chunk, chunks) for ok in chunk]
+        verdicts = [ok for chunk in pool.map(verify_examples, chunks) for ok in chunk]
     kept = [e for e, ok in zip(candidates, verdicts, strict=True) if ok]
     report = {
         "families": len(FAMILIES),
