@@ -16,8 +16,12 @@ import random
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from model.train.loop import LoopConfig, export_model, train
+
+if TYPE_CHECKING:
+    from peft import PeftModel  # optional: only --lora needs it
 
 IGNORE = -100
 _BUILTINS = set(dir(builtins))
@@ -239,7 +243,7 @@ def packed_batches(id_array, label_array, *, batch_size: int, seed: int):
     import torch
 
     n_rows = len(id_array)
-    orders: dict[int, object] = {}
+    orders: dict[int, np.ndarray] = {}
 
     def batch(step: int):
         picks = []
@@ -336,12 +340,13 @@ def run_finetune(
         flush=True,
     )
     model = AutoModelForCausalLM.from_pretrained(str(init_dir), dtype=torch.float32)
+    lora: PeftModel | None = None  # with --lora the loop trains adapters around the model
     if lora_rank:
         try:
             from peft import LoraConfig, get_peft_model
         except ImportError as exc:
             raise RuntimeError("--lora needs the 'peft' package: pip install peft") from exc
-        model = get_peft_model(
+        lora = get_peft_model(
             model,
             LoraConfig(
                 r=lora_rank,
@@ -352,13 +357,17 @@ def run_finetune(
     batch_fn = packed_batches(train_ids, train_labels, batch_size=cfg.batch_size, seed=cfg.seed)
     eval_fn = masked_eval(valid_ids, valid_labels, batch_size=cfg.batch_size)
     result = train(
-        model, cfg, batch_fn, eval_fn, tokens_per_step=cfg.batch_size * cfg.grad_accum * context
+        lora if lora is not None else model,
+        cfg,
+        batch_fn,
+        eval_fn,
+        tokens_per_step=cfg.batch_size * cfg.grad_accum * context,
     )
     result["epochs"] = result["step"] * cfg.batch_size * cfg.grad_accum / max(len(train_ids), 1)
     print(f"finetune: {result['epochs']:.2f} epochs", flush=True)
     if export_dir is not None and not result["interrupted"]:
-        if lora_rank:
-            model = model.merge_and_unload()
+        if lora is not None:  # fold the adapters into the weights: the export is a plain causal LM
+            model = lora.merge_and_unload()
         export_model(model, init_dir, export_dir, max_shard_size=max_shard_size)
         print(f"exported to {export_dir}", flush=True)
     return result

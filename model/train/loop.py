@@ -75,7 +75,9 @@ def build_model(shape: ModelShape, *, bos_id: int, eos_id: int, pad_id: int):
         bos_token_id=bos_id,
         eos_token_id=eos_id,
         pad_token_id=pad_id,
-        attn_implementation="sdpa",
+        # Read from **kwargs at run time; the dataclass_transform signature that type checkers see
+        # lists only the declared fields.
+        attn_implementation="sdpa",  # type: ignore[call-arg]
     )
     return LlamaForCausalLM(config)
 
@@ -276,7 +278,13 @@ def train(
         # Plan the step count from measured speed once compilation and warm-up are behind us.
         if max_steps is None and step - run_start_step == 10:
             calibrate_from = (step, now)
-        if max_steps is None and calibrate_from and step - calibrate_from[0] == 20:
+        # (time_budget_s is never None while max_steps is: checked before the loop.)
+        if (
+            max_steps is None
+            and cfg.time_budget_s is not None
+            and calibrate_from
+            and step - calibrate_from[0] == 20
+        ):
             per_step = (now - calibrate_from[1]) / 20
             remaining = cfg.time_budget_s - (now - started) - cfg.extra.get("reserve_s", 30.0)
             max_steps = max(step + 1, step + int(remaining / per_step))

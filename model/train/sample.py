@@ -55,7 +55,10 @@ def sample_problems(
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
     tokenizer.padding_side = "left"
-    model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=dtype).to(device).eval()
+    model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=dtype)
+    # transformers decorates PreTrainedModel.to with functools.wraps, whose typeshed type does
+    # not bind self, so mypy reads the device as the model argument.
+    model.to(device).eval()  # type: ignore[arg-type]
     problems = read_problems(problems_path)[:limit]
     greedy = temperature == 0
     per_problem = 1 if greedy else n
@@ -68,7 +71,7 @@ def sample_problems(
 
         def __init__(self, prompt_len: int) -> None:
             self.prompt_len = prompt_len
-            self.done = None
+            self.done: torch.Tensor | None = None
 
         def __call__(self, input_ids, scores, **kwargs):
             if self.done is None:
