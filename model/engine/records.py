@@ -1,0 +1,79 @@
+"""The engine's errors and records: requests in, candidates out, counters, per-row state."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from model.protocol import Candidate, FinishReason, SamplingParams
+
+
+class EngineLoadError(RuntimeError):
+    """The model directory cannot be loaded; ``str(error)`` is one line naming the fix."""
+
+
+class GenerationCancelled(RuntimeError):
+    """The caller's cancel event was set before generation finished."""
+
+
+@dataclass(frozen=True)
+class GeneratedCandidate:
+    """One finished sample: text plus what produced it."""
+
+    text: str
+    token_ids: tuple[int, ...]
+    token_logprobs: tuple[float, ...]
+    finish_reason: FinishReason
+    tokens: tuple[str, ...]
+    #: Tokens sampled, including any trimmed with a stop string and the EOS token.
+    generated_tokens: int
+
+    def to_candidate(self) -> Candidate:
+        return Candidate(
+            text=self.text,
+            token_logprobs=self.token_logprobs,
+            finish_reason=self.finish_reason,
+            tokens=self.tokens,
+        )
+
+
+@dataclass
+class GenerationRequest:
+    """One prompt with its own sampling parameters, as the model server's scheduler submits it.
+
+    ``on_token(sample_index, token_id, raw_logprob)`` is called from the engine thread for each
+    sampled token (streaming); ``cancel`` drops this request's rows from the batch when set.
+    """
+
+    prompt: str
+    params: SamplingParams
+    cancel: threading.Event | None = None
+    on_token: Callable[[int, int, float], None] | None = None
+    #: Filled in by the engine: prompt tokens actually used (after left truncation).
+    prompt_tokens: int = 0
+    cancelled: bool = False
+    results: list[GeneratedCandidate] = field(default_factory=list)
+
+
+@dataclass
+class EngineStats:
+    """Counters that let tests and /metrics see what the engine really did."""
+
+    prefill_calls: int = 0
+    prefill_tokens: int = 0  # prompt tokens run through the model (padding excluded)
+    decode_steps: int = 0  # forward calls of the decode loop
+    decoded_rows: int = 0  # sum over decode steps of the rows in the batch
+    generated_tokens: int = 0
+
+
+@dataclass
+class DecodeRow:
+    """Bookkeeping for one sample while it decodes (one row of the batch)."""
+
+    request: GenerationRequest
+    sample_index: int
+    seed: int
+    max_tokens: int
+    token_ids: list[int] = field(default_factory=list)
+    logprobs: list[float] = field(default_factory=list)

@@ -1,0 +1,103 @@
+"""Token choice for the decode loop: counter-based randomness, temperature/top-p, stop strings."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+
+#: How many trailing tokens are re-decoded to look for a stop string after each new token.
+_STOP_WINDOW_EXTRA_TOKENS = 4
+_HASH_MASK = 0xFFFFFFFF
+#: Tokens considered before falling back to a full sort for top-p (see ``sample_next``).
+_TOP_P_CANDIDATES = 256
+
+Decode = Callable[[Sequence[int]], str]
+
+
+def _hash32(x: torch.Tensor) -> torch.Tensor:
+    """A 32-bit integer mix (int64 tensor in, values in [0, 2**32) out); constants < 2**31 keep
+    every product inside int64."""
+    x = x & _HASH_MASK
+    x = ((x ^ (x >> 16)) * 0x45D9F3B) & _HASH_MASK
+    x = ((x ^ (x >> 16)) * 0x45D9F3B) & _HASH_MASK
+    return x ^ (x >> 16)
+
+
+def step_uniforms(seeds: torch.Tensor, sample_indices: torch.Tensor, step: int) -> torch.Tensor:
+    """One uniform in [0, 1) per row, a pure function of (seed, sample index, step).
+
+    ``seeds`` and ``sample_indices`` are (B,) int64 on the CPU; the result is (B,) float64.
+    """
+    h = _hash32(seeds)
+    h = _hash32(h ^ (sample_indices * 0x27D4EB2D & _HASH_MASK))
+    h = _hash32(h ^ ((step + 1) * 0x165667B1 & _HASH_MASK))
+    return h.to(torch.float64) / float(1 << 32)
+
+
+def sample_next(
+    logits: torch.Tensor,  # (B, V) float32
+    temperatures: torch.Tensor,  # (B,)
+    top_ps: torch.Tensor,  # (B,)
+    uniforms: torch.Tensor,  # (B,) float64 on CPU
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Next token per row (greedy where T == 0, else top-p sampling) + its raw log-prob."""
+    raw_logprobs = torch.log_softmax(logits, dim=-1)  # (B, V)
+    greedy = logits.argmax(dim=-1)  # (B,)
+    sampling = temperatures > 0
+    if bool(sampling.any()):
+        safe_t = torch.where(sampling, temperatures, torch.ones_like(temperatures))
+        probs = torch.softmax(logits / safe_t.unsqueeze(1), dim=-1)  # (B, V)
+        order: torch.Tensor | None
+        if bool((top_ps < 1).any()):
+            # Sorting the whole vocabulary for hundreds of rows is slow; a trained model's
+            # nucleus nearly always lies in its top few hundred tokens, and when the top-k
+            # mass reaches top_p the nucleus is exactly inside it.
+            k = min(probs.shape[-1], _TOP_P_CANDIDATES)
+            sorted_probs, order = probs.topk(k, dim=-1)  # (B, k) each, descending
+            if k < probs.shape[-1] and not bool((sorted_probs.sum(-1) >= top_ps).all()):
+                sorted_probs, order = probs.sort(dim=-1, descending=True)  # (B, V) each
+            mass_before = sorted_probs.cumsum(dim=-1) - sorted_probs
+            # Keep the smallest prefix whose mass reaches top_p (the first token always).
+            sorted_probs = sorted_probs.masked_fill(mass_before >= top_ps.unsqueeze(1), 0.0)
+        else:
+            sorted_probs, order = probs, None
+        cumulative = sorted_probs.double().cumsum(dim=-1)  # (B, V)
+        targets = uniforms.to(cumulative.device) * cumulative[:, -1]  # (B,)
+        picked = torch.searchsorted(cumulative, targets.unsqueeze(1), right=True)  # (B, 1)
+        # u * total can round up to total: never step past the last kept token.
+        last_kept = (sorted_probs > 0).sum(dim=-1, keepdim=True) - 1  # (B, 1)
+        picked = torch.minimum(picked, last_kept.clamp(min=0))
+        if order is not None:
+            picked = order.gather(1, picked)
+        sampled = picked.squeeze(1)  # (B,)
+        next_ids = torch.where(sampling, sampled, greedy)
+    else:
+        next_ids = greedy
+    return next_ids, raw_logprobs.gather(1, next_ids.unsqueeze(1)).squeeze(1)
+
+
+def hit_stop(token_ids: Sequence[int], stops: Sequence[str], decode: Decode) -> bool:
+    """Whether a stop string appears in the text around the newest token."""
+    window = max(len(s) for s in stops) + _STOP_WINDOW_EXTRA_TOKENS
+    tail = decode(token_ids[-window:])
+    return any(s in tail for s in stops)
+
+
+def cut_at_stop(
+    text: str,
+    token_ids: list[int],
+    logprobs: list[float],
+    stops: Sequence[str],
+    decode: Decode,
+) -> tuple[str, list[int], list[float]]:
+    """Cut ``text`` just before its first stop string, keeping only the tokens whose text lies
+    entirely before it (with their log-probs); unchanged when no stop string occurs."""
+    cut = min((pos for s in stops if (pos := text.find(s)) >= 0), default=-1)
+    if cut < 0:
+        return text, token_ids, logprobs
+    # Keep the longest token prefix whose text fits before the stop string.
+    kept = len(token_ids)
+    while kept > 0 and len(decode(token_ids[:kept])) > cut:
+        kept -= 1
+    return text[:cut], token_ids[:kept], logprobs[:kept]
