@@ -26,7 +26,7 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
@@ -39,6 +39,9 @@ from model.protocol import (
     SamplingParams,
     estimate_tokens,
 )
+
+if TYPE_CHECKING:
+    from model.streaming import CandidateStream, DecodeBudget
 
 log = logging.getLogger(__name__)
 
@@ -330,6 +333,14 @@ class InProcessBackend:
         except asyncio.CancelledError:
             cancel.set()  # the worker thread sees it at the next decode step
             raise
+
+    def stream(
+        self, prompt: str, params: SamplingParams, *, budget: DecodeBudget | None = None
+    ) -> CandidateStream:
+        """``prompt``'s candidates as each finishes, decoded in the engine thread."""
+        from model.streaming import start_stream
+
+        return start_stream(self._executor, self._get_engine, prompt, params, budget=budget)
 
     def count_tokens(self, text: str) -> int:
         if self._tokenizer is not None:

@@ -22,6 +22,12 @@ class SamplingParams:
 
     ``temperature == 0`` means greedy decoding (then ``n`` identical candidates are pointless,
     but allowed). ``seed`` makes sampling reproducible on the same backend and hardware.
+
+    ``scope_indent`` (optional, not part of the OpenAI subset) ends a sample as soon as it leaves
+    the function being written: a line after the sample's first non-blank line that starts at
+    column <= ``scope_indent`` (and left of that first line) is cut off, like a stop string. The
+    in-process engine applies it while decoding; HTTP backends ignore it (the LSP server cuts
+    the same text in post-processing).
     """
 
     n: int = 1
@@ -30,6 +36,7 @@ class SamplingParams:
     max_tokens: int = 128
     stop: tuple[str, ...] = ()
     seed: int | None = None
+    scope_indent: int | None = None
 
     def __post_init__(self) -> None:
         if self.n < 1:
@@ -42,6 +49,8 @@ class SamplingParams:
             raise ValueError(f"max_tokens must be >= 1, got {self.max_tokens}")
         if any(not s for s in self.stop):
             raise ValueError("stop sequences must be non-empty strings")
+        if self.scope_indent is not None and self.scope_indent < 0:
+            raise ValueError(f"scope_indent must be >= 0, got {self.scope_indent}")
 
 
 @dataclass(frozen=True)

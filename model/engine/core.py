@@ -22,7 +22,14 @@ from model.engine.records import (
     GenerationCancelled,
     GenerationRequest,
 )
-from model.engine.sampling import cut_at_stop, hit_stop, sample_next, step_uniforms
+from model.engine.sampling import (
+    cut_at,
+    hit_stop,
+    sample_next,
+    scope_exit,
+    step_uniforms,
+    stop_offset,
+)
 from model.protocol import FinishReason, SamplingParams
 
 #: A batch may hold at most this many padded token slots per real prompt token.
@@ -252,6 +259,22 @@ class Engine:
         seeds = torch.tensor([row.seed for row in rows], dtype=torch.int64)
         sample_indices = torch.tensor([row.sample_index for row in rows], dtype=torch.int64)
 
+        # Per request: lengths of the samples that ended on their own, and the token limit its
+        # decode budget derives from them (a sample the budget cut does not raise the limit).
+        natural_lengths: dict[int, list[int]] = {id(r): [] for r in live}
+        budget_limits: dict[int, int] = {}
+
+        def done(row: DecodeRow, candidate: GeneratedCandidate, *, natural: bool = True) -> None:
+            request = row.request
+            finished[id(request)].append((row.sample_index, candidate))
+            if request.on_finish is not None:
+                request.on_finish(row.sample_index, candidate)
+            if request.budget is not None and natural:
+                natural_lengths[id(request)].append(candidate.generated_tokens)
+                limit = request.budget.limit(request.params.n, natural_lengths[id(request)])
+                if limit is not None:
+                    budget_limits[id(request)] = limit
+
         step = 0
         while rows:
             next_ids, raw_logprobs = self._sample(
@@ -267,20 +290,23 @@ class Engine:
                 if request.cancel is not None and request.cancel.is_set():
                     request.cancelled = True
                     continue
+                if request.truncate is not None and request.truncate.is_set():
+                    done(row, self._finish(row, "length"), natural=False)
+                    continue
                 self.stats.generated_tokens += 1
                 if token_id in self.eos_token_ids:
-                    finished[id(request)].append(
-                        (row.sample_index, self._finish(row, "stop", generated=1))
-                    )
+                    done(row, self._finish(row, "stop", generated=1))
                     continue
                 row.token_ids.append(token_id)
                 row.logprobs.append(logprob)
                 if request.on_token is not None:
                     request.on_token(row.sample_index, token_id, logprob)
-                if request.params.stop and self._hit_stop(row):
-                    finished[id(request)].append((row.sample_index, self._finish(row, "stop")))
+                if (request.params.stop and self._hit_stop(row)) or self._left_scope(row):
+                    done(row, self._finish(row, "stop"))
                 elif len(row.token_ids) >= row.max_tokens:
-                    finished[id(request)].append((row.sample_index, self._finish(row, "length")))
+                    done(row, self._finish(row, "length"))
+                elif len(row.token_ids) >= budget_limits.get(id(request), row.max_tokens):
+                    done(row, self._finish(row, "length"), natural=False)
                 else:
                     keep.append(i)
             if not keep:
@@ -432,15 +458,31 @@ class Engine:
         """Whether a stop string appears in the text around the newest token."""
         return hit_stop(row.token_ids, row.request.params.stop, self.decode)
 
+    def _scope_cut(self, row: DecodeRow, text: str) -> int:
+        """Where ``text`` leaves the function (``params.scope_indent``), or -1."""
+        indent = row.request.params.scope_indent
+        if indent is None or "\n" not in text:
+            return -1
+        prompt = row.request.prompt
+        return scope_exit(text, indent, at_line_start=not prompt or prompt.endswith("\n"))
+
+    def _left_scope(self, row: DecodeRow) -> bool:
+        """Whether the sample has written a line outside the function it completes."""
+        if row.request.params.scope_indent is None:
+            return False
+        return self._scope_cut(row, self.decode(row.token_ids)) >= 0
+
     def _finish(
         self, row: DecodeRow, reason: FinishReason, *, generated: int = 0
     ) -> GeneratedCandidate:
         ids, logprobs = row.token_ids, row.logprobs
         text = self.decode(ids)
-        if reason == "stop" and row.request.params.stop:
-            text, ids, logprobs = cut_at_stop(
-                text, ids, logprobs, row.request.params.stop, self.decode
-            )
+        if reason == "stop":
+            params = row.request.params
+            cuts = [stop_offset(text, params.stop) if params.stop else -1]
+            cuts.append(self._scope_cut(row, text))
+            cut = min((c for c in cuts if c >= 0), default=-1)
+            text, ids, logprobs = cut_at(text, ids, logprobs, cut, self.decode)
         return GeneratedCandidate(
             text=text,
             token_ids=tuple(ids),

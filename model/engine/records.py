@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from model.protocol import Candidate, FinishReason, SamplingParams
+from model.streaming import DecodeBudget
 
 
 class EngineLoadError(RuntimeError):
@@ -43,13 +44,19 @@ class GenerationRequest:
     """One prompt with its own sampling parameters, as the model server's scheduler submits it.
 
     ``on_token(sample_index, token_id, raw_logprob)`` is called from the engine thread for each
-    sampled token (streaming); ``cancel`` drops this request's rows from the batch when set.
+    sampled token (streaming); ``on_finish(sample_index, candidate)`` for each sample as soon as
+    it ends. ``cancel`` drops this request's rows from the batch when set; ``truncate`` ends them
+    at the next step with the text they have (``finish_reason="length"``); ``budget`` cuts
+    samples that run far longer than their finished siblings.
     """
 
     prompt: str
     params: SamplingParams
     cancel: threading.Event | None = None
     on_token: Callable[[int, int, float], None] | None = None
+    on_finish: Callable[[int, GeneratedCandidate], None] | None = None
+    truncate: threading.Event | None = None
+    budget: DecodeBudget | None = None
     #: Filled in by the engine: prompt tokens actually used (after left truncation).
     prompt_tokens: int = 0
     cancelled: bool = False

@@ -1,4 +1,4 @@
-"""Token choice for the decode loop: counter-based randomness, temperature/top-p, stop strings."""
+"""Token choice for the decode loop: counter-based randomness, top-p, stop strings, scope stop."""
 
 from __future__ import annotations
 
@@ -84,6 +84,53 @@ def hit_stop(token_ids: Sequence[int], stops: Sequence[str], decode: Decode) -> 
     return any(s in tail for s in stops)
 
 
+def scope_exit(text: str, scope_indent: int, *, at_line_start: bool) -> int:
+    """Where ``text`` leaves the function being written, or -1.
+
+    The function's body starts at the first non-blank line of ``text`` (line 0 counts only when
+    the prompt ended at a line start: otherwise it continues the prompt's last line). A later
+    line whose first non-blank character sits at column <= ``scope_indent``, and left of that
+    first body line, is outside the function; the result is the offset of the line break before
+    it. A line that is still blank is undecided, so blank lines inside a body are kept.
+    """
+    anchor: int | None = None
+    offset = 0
+    for number, line in enumerate(text.split("\n")):
+        start, offset = offset, offset + len(line) + 1
+        content = line.lstrip(" \t")
+        if not content or (number == 0 and not at_line_start):
+            continue
+        column = len(line) - len(content)
+        if anchor is None:
+            anchor = column
+        elif column <= scope_indent and column < anchor:
+            return start - 1
+    return -1
+
+
+def stop_offset(text: str, stops: Sequence[str]) -> int:
+    """Offset of the earliest stop string in ``text``, or -1."""
+    return min((pos for s in stops if (pos := text.find(s)) >= 0), default=-1)
+
+
+def cut_at(
+    text: str,
+    token_ids: list[int],
+    logprobs: list[float],
+    cut: int,
+    decode: Decode,
+) -> tuple[str, list[int], list[float]]:
+    """Cut ``text`` at offset ``cut``, keeping only the tokens whose text lies entirely before
+    it (with their log-probs); unchanged when ``cut`` is negative."""
+    if cut < 0:
+        return text, token_ids, logprobs
+    # Keep the longest token prefix whose text fits before the cut.
+    kept = len(token_ids)
+    while kept > 0 and len(decode(token_ids[:kept])) > cut:
+        kept -= 1
+    return text[:cut], token_ids[:kept], logprobs[:kept]
+
+
 def cut_at_stop(
     text: str,
     token_ids: list[int],
@@ -93,11 +140,4 @@ def cut_at_stop(
 ) -> tuple[str, list[int], list[float]]:
     """Cut ``text`` just before its first stop string, keeping only the tokens whose text lies
     entirely before it (with their log-probs); unchanged when no stop string occurs."""
-    cut = min((pos for s in stops if (pos := text.find(s)) >= 0), default=-1)
-    if cut < 0:
-        return text, token_ids, logprobs
-    # Keep the longest token prefix whose text fits before the stop string.
-    kept = len(token_ids)
-    while kept > 0 and len(decode(token_ids[:kept])) > cut:
-        kept -= 1
-    return text[:cut], token_ids[:kept], logprobs[:kept]
+    return cut_at(text, token_ids, logprobs, stop_offset(text, stops), decode)

@@ -1,0 +1,162 @@
+"""Candidates as they finish: the in-process engine's streaming API and its decode budget.
+
+Light tier (no torch at import). ``InProcessBackend.stream`` returns a :class:`CandidateStream`:
+the engine thread hands over each sample the moment it ends (EOS, stop string, scope stop,
+token limit), so the LSP server can run a candidate's doctests while its siblings still
+decode, answer as soon as one passes, and let the rest finish in the background. HTTP backends
+have no such API; callers fall back to ``Backend.complete``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import threading
+from collections.abc import Callable
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
+
+from model.protocol import Candidate, SamplingParams
+
+
+@dataclass(frozen=True, kw_only=True)
+class DecodeBudget:
+    """Cuts a sample that runs far longer than its finished siblings.
+
+    Once ``quorum`` (a fraction of n) of a request's samples have finished, each unfinished
+    one may generate at most ``factor`` × the longest finished sample's tokens + ``slack``; then
+    it ends with ``finish_reason="length"`` (the LSP server keeps its longest compiling prefix).
+    One rambling sample then no longer holds the whole request.
+    """
+
+    quorum: float = 0.5
+    factor: float = 2.0
+    slack: int = 16
+
+    def limit(self, n: int, finished_lengths: list[int]) -> int | None:
+        """The token limit for the unfinished samples, or None while too few have finished."""
+        if not finished_lengths or len(finished_lengths) < math.ceil(self.quorum * n):
+            return None
+        return int(self.factor * max(finished_lengths)) + self.slack
+
+
+class _End:
+    """Queue marker: the engine call returned (``error`` set when it raised)."""
+
+    def __init__(self, error: BaseException | None = None) -> None:
+        self.error = error
+
+
+class CandidateStream:
+    """One prompt's ``n`` samples, yielded as ``(sample_index, Candidate)`` as each finishes.
+
+    ``truncate()`` ends every unfinished sample at once with the text it has so far
+    (``finish_reason="length"``), and they are still yielded; ``cancel()`` drops them. Iterating
+    ends when the engine call is over; ``finished`` counts what was yielded so far.
+    """
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self.finished = 0
+        self.truncate_event = threading.Event()
+        self.cancel_event = threading.Event()
+        self._loop = asyncio.get_running_loop()
+        self._queue: asyncio.Queue[tuple[int, Candidate] | _End] = asyncio.Queue()
+        self._done = False
+
+    # -- called from the engine thread ---------------------------------------------------------
+    def deliver(self, sample_index: int, candidate: Candidate) -> None:
+        self._loop.call_soon_threadsafe(self._queue.put_nowait, (sample_index, candidate))
+
+    def end(self, error: BaseException | None = None) -> None:
+        self._loop.call_soon_threadsafe(self._queue.put_nowait, _End(error))
+
+    # -- the consumer's side -------------------------------------------------------------------
+    @property
+    def done(self) -> bool:
+        return self._done
+
+    def truncate(self) -> None:
+        self.truncate_event.set()
+
+    def cancel(self) -> None:
+        self.cancel_event.set()
+
+    def __aiter__(self) -> CandidateStream:
+        return self
+
+    async def __anext__(self) -> tuple[int, Candidate]:
+        if self._done:
+            raise StopAsyncIteration
+        item = await self._queue.get()
+        if isinstance(item, _End):
+            self._done = True
+            if item.error is not None:
+                raise item.error
+            raise StopAsyncIteration
+        self.finished += 1
+        return item
+
+    def ready(self) -> list[tuple[int, Candidate]]:
+        """Candidates already delivered and not yet taken (without waiting)."""
+        taken: list[tuple[int, Candidate]] = []
+        while not self._done and not self._queue.empty():
+            item = self._queue.get_nowait()
+            if isinstance(item, _End):
+                self._done = True
+                if item.error is not None:
+                    raise item.error
+                break
+            self.finished += 1
+            taken.append(item)
+        return taken
+
+
+def start_stream(
+    executor: Executor,
+    get_engine: Callable[[], Any],
+    prompt: str,
+    params: SamplingParams,
+    *,
+    budget: DecodeBudget | None = None,
+) -> CandidateStream:
+    """Run ``prompt`` on the engine in ``executor``, streaming samples into a CandidateStream.
+
+    Call from the event loop. ``get_engine`` runs in the executor (it may load the model, so
+    the first stream waits only for what is left of a load started earlier).
+    """
+    from_engine = CandidateStream(params.n)
+
+    def generate() -> None:
+        try:
+            from model.engine import GenerationRequest
+
+            engine = get_engine()
+            request = GenerationRequest(
+                prompt=prompt,
+                params=params,
+                cancel=from_engine.cancel_event,
+                truncate=from_engine.truncate_event,
+                budget=budget,
+                on_finish=lambda index, generated: from_engine.deliver(
+                    index, generated.to_candidate()
+                ),
+            )
+            engine.run([request])
+        except BaseException as exc:  # handed to the awaiting side, which re-raises it
+            from_engine.end(exc)
+        else:
+            from_engine.end()
+
+    from_engine._loop.run_in_executor(executor, generate)
+    return from_engine
+
+
+@runtime_checkable
+class StreamingBackend(Protocol):
+    """A Backend that can also stream one prompt's candidates as they finish."""
+
+    def stream(
+        self, prompt: str, params: SamplingParams, *, budget: DecodeBudget | None = None
+    ) -> CandidateStream: ...
