@@ -285,11 +285,18 @@ class InProcessBackend:
     engine's cancel event, so decoding stops at its next step.
     """
 
-    def __init__(self, model_path: str | Path | None = None, *, device: str = "auto") -> None:
+    def __init__(
+        self,
+        model_path: str | Path | None = None,
+        *,
+        device: str = "auto",
+        threads: int | None = None,
+    ) -> None:
         from model.paths import default_model_path
 
         self.model_path = Path(model_path) if model_path is not None else default_model_path()
         self.device = device
+        self.threads = threads  # torch CPU threads (None: the engine's default)
         self.name = f"embedded:{self.model_path.name}"
         self._engine: Any = None
         self._engine_lock = threading.Lock()
@@ -302,7 +309,9 @@ class InProcessBackend:
                 from model.engine import Engine, EngineLoadError
 
                 try:
-                    self._engine = Engine.load(self.model_path, device=self.device)
+                    self._engine = Engine.load(
+                        self.model_path, device=self.device, threads=self.threads
+                    )
                 except EngineLoadError as exc:
                     from model.protocol import BackendUnavailable as Unavailable
 

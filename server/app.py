@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import OrderedDict
 from collections.abc import Mapping
 from pathlib import Path
@@ -86,7 +87,8 @@ class DocompleteServer(LanguageServer):
         # Per document: the task of the request being answered and the prompt it is for.
         self.inflight: dict[str, tuple[asyncio.Task[Any], str]] = {}
         self.outcomes: OrderedDict[str, CompletionOutcome] = OrderedDict()
-        self.warm_up_task: asyncio.Task[None] | None = None
+        self.warm_up_task: asyncio.Future[None] | None = None
+        self.warm_up_key: tuple[tuple[str, ...], str | None] | None = None
 
     # -- settings ---------------------------------------------------------------------------
 
@@ -132,21 +134,33 @@ class DocompleteServer(LanguageServer):
                 pass
         return self.config
 
-    async def warm_up(self) -> None:
+    def start_warm_up(self) -> None:
+        """Load the model and start the sandbox in the background for the current settings,
+        unless that already started for the same backend (the first request then waits only
+        for what is left of it)."""
+        key = (self.config.backend, self.config.model_path)
+        if self.warm_up_task is not None and self.warm_up_key == key:
+            return
+        self.warm_up_key = key
+        self.warm_up_task = asyncio.ensure_future(self.warm_up(self.config))
+
+    async def warm_up(self, config: ServerConfig) -> None:
         """Background start-up work; a broken backend is reported now, once."""
+        started = time.perf_counter()
         try:
-            error = await self.pipeline.warm_up(self.config)
+            error = await self.pipeline.warm_up(config)
         except Exception as exc:  # warm-up is an optimisation: never let it take the server down
             logger.warning("warm-up failed: %s", exc)
             return
         if error is not None:
-            self.window_show_message(
-                types.ShowMessageParams(
-                    type=types.MessageType.Error, message=f"docomplete: {error}"
+            if (config.backend, config.model_path) == (self.config.backend, self.config.model_path):
+                self.window_show_message(
+                    types.ShowMessageParams(
+                        type=types.MessageType.Error, message=f"docomplete: {error}"
+                    )
                 )
-            )
         else:
-            logger.info("warm-up done")
+            logger.info("warm-up done in %.0f ms", (time.perf_counter() - started) * 1000)
 
     # -- completion ---------------------------------------------------------------------------
 
@@ -191,7 +205,7 @@ class DocompleteServer(LanguageServer):
             self.inflight[uri] = (current, site.prompt)
         try:
             outcome = await self.pipeline.complete(
-                site, config, request_id=request_id, affinity=uri
+                site, config, request_id=request_id, affinity=uri, want_all=method == "candidates"
             )
         except BackendFailure as failure:
             if failure.first_of_outage:
@@ -225,6 +239,7 @@ class DocompleteServer(LanguageServer):
             latencyMs=round(outcome.timings_ms.get("total", 0.0), 1),
             timingsMs={k: round(v, 1) for k, v in outcome.timings_ms.items()},
             decodeSteps=outcome.decode_steps,
+            answered=outcome.answered,
         )
         return outcome
 
@@ -274,6 +289,8 @@ def create_server(
     def initialize(ls: DocompleteServer, params: types.InitializeParams) -> None:
         ls.config_ready = asyncio.Event()
         ls.apply_settings(params.initialization_options)
+        # Loading starts now, beside the rest of the handshake; it runs after this answer.
+        ls.start_warm_up()
 
     @server.feature(types.INITIALIZED)
     async def initialized(ls: DocompleteServer, params: types.InitializedParams) -> None:
@@ -282,7 +299,7 @@ def create_server(
         finally:
             if ls.config_ready is not None:
                 ls.config_ready.set()
-        ls.warm_up_task = asyncio.create_task(ls.warm_up())
+        ls.start_warm_up()  # again only if the workspace settings name another backend
 
     @server.feature(types.WORKSPACE_DID_CHANGE_CONFIGURATION)
     async def did_change_configuration(

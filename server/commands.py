@@ -45,6 +45,11 @@ def register(commands: argparse._SubParsersAction, bench: argparse._SubParsersAc
         "--backend", default="embedded", help='"embedded" (default) or a model server URL'
     )
     bench_lsp.add_argument("--n", type=int, default=4, help="candidates per request")
+    bench_lsp.add_argument(
+        "--busy-loop",
+        action="store_true",
+        help="keep one core busy with another process while measuring (background load)",
+    )
     bench_lsp.set_defaults(func=run_bench_lsp)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import time
 from collections import deque
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -45,6 +46,7 @@ class LspSession:
         self.stderr_tail: deque[str] = deque(maxlen=40)
         self._stderr_task: asyncio.Task[None] | None = None
         self._versions: dict[str, int] = {}
+        self.started_at = self.initialized_at = 0.0
 
         @self.client.feature(types.WINDOW_SHOW_MESSAGE)
         def show_message(params: types.ShowMessageParams) -> None:
@@ -55,6 +57,7 @@ class LspSession:
             pass
 
     async def __aenter__(self) -> LspSession:
+        self.started_at = time.perf_counter()  # just before the server process is spawned
         await self.client.start_io(*self.server_command, cwd=self.cwd)
         process = self.client._server
         if process is not None and process.stderr is not None:
@@ -66,6 +69,7 @@ class LspSession:
                 process_id=None,
             )
         )
+        self.initialized_at = time.perf_counter()  # the initialize answer arrived
         self.client.initialized(types.InitializedParams())
         return self
 

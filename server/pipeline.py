@@ -1,8 +1,12 @@
 """The completion pipeline: context → cache → backend → post-process → doctests → ranking.
 
 One request id is threaded through every log line of a request. Backend failures are turned
-into one user-facing message per outage; while the backend is down, requests fail fast instead
-of waiting on it again, and the first request after a short pause probes whether it is back.
+into one user-facing message per outage; while a model server is down, requests fail fast
+instead of waiting on it again, and the first request after a short pause probes whether it is
+back. The embedded engine is never "down" for being slow: it streams its candidates
+(:mod:`server.early_answer`), a request is answered as soon as one passes its doctests or at
+``requestTimeout`` with what is ready, and the unfinished ones complete in the background into
+the cache (the picker waits for them; the next request for the document drops them).
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ import itertools
 import logging
 import time
 from collections.abc import Callable, Hashable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from model.protocol import (
@@ -24,10 +28,19 @@ from model.protocol import (
     SamplingParams,
     estimate_tokens,
 )
+from model.streaming import StreamingBackend
+from server.backend_health import BackendFailure, BackendHealth
 from server.cache import CompletionCache
 from server.config import ServerConfig
 from server.context import CompletionSite, find_completion_site
 from server.doctest_filter import extract_examples, run_examples
+from server.early_answer import (
+    DECODE_BUDGET,
+    BackgroundSamples,
+    StreamedCompletion,
+    await_answer,
+    log_answer,
+)
 from server.postprocess import STOP_SEQUENCES, clean_candidates, syntax_checkable
 from server.ranking import DoctestOutcome, RankedCandidate, rank_candidates
 
@@ -68,50 +81,6 @@ class RequestLog(logging.LoggerAdapter):
 
 
 @dataclass
-class BackendHealth:
-    """Tracks outages so the user sees one message per outage, not one per keystroke."""
-
-    retry_after_s: float = 1.0
-    down_since: float | None = None
-    last_failure: float = 0.0
-    last_error: BackendError | None = None
-    clock: Callable[[], float] = time.monotonic
-
-    def should_fail_fast(self) -> BackendError | None:
-        if self.down_since is None or self.last_error is None:
-            return None
-        if self.clock() - self.last_failure < self.retry_after_s:
-            return self.last_error
-        return None  # time to probe again
-
-    def record_failure(self, error: BackendError) -> bool:
-        """Returns True when this failure starts an outage (the moment to tell the user)."""
-        first = self.down_since is None
-        now = self.clock()
-        if first:
-            self.down_since = now
-        self.last_failure = now
-        self.last_error = error
-        return first
-
-    def record_success(self) -> bool:
-        """Returns True when this success ends an outage."""
-        recovered = self.down_since is not None
-        self.down_since = None
-        self.last_error = None
-        return recovered
-
-
-class BackendFailure(Exception):
-    """A request failed because of the backend; ``first_of_outage`` says whether to tell."""
-
-    def __init__(self, error: BackendError, *, first_of_outage: bool) -> None:
-        super().__init__(str(error))
-        self.error = error
-        self.first_of_outage = first_of_outage
-
-
-@dataclass
 class CompletionOutcome:
     request_id: str
     site: CompletionSite
@@ -122,16 +91,37 @@ class CompletionOutcome:
     timings_ms: dict[str, float] = field(default_factory=dict)
     raw_count: int = 0
     decode_steps: int = 0  # tokens of the longest raw candidate: what sampling latency scales with
+    #: Why the answer was given when it was: "all" (every sample finished), "passing" (one
+    #: passed all its doctests before the others finished) or "timeout" (requestTimeout).
+    answered: str = "all"
+
+
+@dataclass(frozen=True)
+class _Answer:
+    """What one computation produced for the requests that share it."""
+
+    ranked: list[RankedCandidate]
+    timings_ms: dict[str, float]
+    raw_count: int
+    decode_steps: int
+    answered: str = "all"
 
 
 BackendFactory = Callable[[tuple[str, ...], str | None], Backend]
+
+#: torch threads of the embedded engine. An LSP request decodes a handful of rows, where a
+#: second thread gains little on a quiet machine but, when the cores are shared (an editor,
+#: a build, the doctest sandbox), OpenMP threads waiting on each other made decode steps ~10x
+#: slower (2 cores under load: 250-560 ms per step with 2 threads, 40-45 ms with 1).
+ENGINE_THREADS = 1
 
 
 def default_backend_factory(spec: tuple[str, ...], model_path: str | None) -> Backend:
     from model.client import make_backend
 
-    target: str | list[str] = spec[0] if spec == ("embedded",) else list(spec)
-    return make_backend(target, model_path=model_path)
+    if spec == ("embedded",):
+        return make_backend("embedded", model_path=model_path, threads=ENGINE_THREADS)
+    return make_backend(list(spec), model_path=model_path)
 
 
 def pick_arm(config: ServerConfig, prompt: str) -> dict[str, Any] | None:
@@ -158,7 +148,7 @@ def sampling_params(config: ServerConfig, arm: dict[str, Any] | None) -> Samplin
 class _SharedWork:
     """One computation that several identical requests (e.g. inline + completion) await."""
 
-    future: asyncio.Future[tuple[list[RankedCandidate], dict[str, float], int, int]]
+    future: asyncio.Future[_Answer]
     waiters: int = 0
 
 
@@ -179,6 +169,9 @@ class CompletionPipeline:
         self.cache = cache or CompletionCache()
         self.health = health or BackendHealth()
         self._pending: dict[Hashable, _SharedWork] = {}
+        self._background = BackgroundSamples()
+        # One doctest run at a time: they then reuse the one warm sandbox.
+        self._doctest_lock = asyncio.Lock()
 
     async def backend(self, config: ServerConfig) -> Backend:
         """The backend for ``config``, built on first use and rebuilt when its spec changes."""
@@ -188,6 +181,7 @@ class CompletionPipeline:
                 return self._backend
             old, self._backend = self._backend, None
             if old is not None:
+                self._background.drop_all()
                 await old.aclose()
             # Building the embedded backend loads a model: keep the event loop responsive.
             try:
@@ -202,19 +196,27 @@ class CompletionPipeline:
             return backend
 
     async def warm_up(self, config: ServerConfig) -> BackendError | None:
-        """Load what the first request would otherwise wait for: the embedded model (one
-        one-token generation) and the doctest sandbox. HTTP backends are left alone (a request
-        to a shared server for nothing). Returns the backend error, if any, so the user hears
-        about a missing model at startup rather than at the first keystroke."""
+        """Load what the first request would otherwise wait for: the embedded model (loaded and
+        run once at the request's shape) and, meanwhile, the doctest sandbox. HTTP backends are
+        left alone (a request to a shared server for nothing). Returns the backend error, if
+        any, so the user hears about a missing model at startup rather than at the first
+        keystroke."""
+        sandbox = asyncio.ensure_future(self._warm_sandbox(config))
         try:
             backend = await self.backend(config)
             if config.backend == ("embedded",):
                 await backend.complete(
-                    ["def warm_up():\n"], SamplingParams(n=1, temperature=0.0, max_tokens=1)
+                    ['def warm_up(a, b):\n    """Add a and b."""\n'],
+                    SamplingParams(n=config.n, temperature=config.temperature, max_tokens=4),
                 )
         except BackendError as exc:
             self.health.record_failure(exc)
             return exc
+        finally:
+            await sandbox
+        return None
+
+    async def _warm_sandbox(self, config: ServerConfig) -> None:
         if config.doctest_filter:
             examples = extract_examples(">>> warm_up()\n1\n")
             await asyncio.to_thread(
@@ -224,9 +226,9 @@ class CompletionPipeline:
                 examples,
                 timeout_s=config.doctest_timeout,
             )
-        return None
 
     async def aclose(self) -> None:
+        self._background.drop_all()
         if self._backend is not None:
             await self._backend.aclose()
             self._backend = None
@@ -253,11 +255,14 @@ class CompletionPipeline:
         *,
         request_id: str,
         affinity: str | None = None,
+        want_all: bool = False,
     ) -> CompletionOutcome:
+        """Ranked candidates for ``site``. ``want_all`` (the picker) also waits for samples
+        still decoding after an early answer, instead of taking the early answer's list."""
         log = RequestLog(logger, {"request_id": request_id})
         started = time.perf_counter()
         arm = pick_arm(config, site.prompt)
-        params = sampling_params(config, arm)
+        params = replace(sampling_params(config, arm), scope_indent=len(site.def_indent))
         arm_name = str(arm["name"]) if arm else None
         settings = (params, config.doctest_filter, config.doctest_timeout, config.backend)
         suffix_key = tuple(line.strip() for line in site.suffix.split("\n") if line.strip())
@@ -265,6 +270,9 @@ class CompletionPipeline:
         log.debug(
             "function %s, prompt %d chars, arm %s", site.function_name, len(site.prompt), arm_name
         )
+        self._background.settle(key, affinity, log)
+        if want_all:
+            await self._background.finish(key, self._time_left(config, started))
 
         cached = self.cache.get(key)
         how: str | None = "exact"
@@ -277,14 +285,20 @@ class CompletionPipeline:
             elapsed = (time.perf_counter() - started) * 1000
             log.info("cache hit (%s): %d candidates in %.1f ms", how, len(cached.ranked), elapsed)
             return CompletionOutcome(
-                request_id, site, list(cached.ranked), how, cached.arm, params, {"total": elapsed}
+                request_id,
+                site,
+                list(cached.ranked),
+                how,
+                cached.arm,
+                params,
+                {"total": elapsed},
+                answered="cache",
             )
 
         shared = self._pending.get(key)
         if shared is None:
-            shared = _SharedWork(
-                asyncio.ensure_future(self._compute(site, config, params, affinity, log, started))
-            )
+            work = self._compute(site, config, params, affinity, log, started, key, arm_name)
+            shared = _SharedWork(asyncio.ensure_future(work))
             self._pending[key] = shared
             shared.future.add_done_callback(lambda _done: self._pending.pop(key, None))
         else:
@@ -292,14 +306,18 @@ class CompletionPipeline:
         shared.waiters += 1
         try:
             # shield: one waiter giving up must not cancel the work another still awaits.
-            ranked, timings, raw_count, steps = await asyncio.shield(shared.future)
+            answer = await asyncio.shield(shared.future)
         except asyncio.CancelledError:
             shared.waiters -= 1
             if shared.waiters == 0 and not shared.future.done():
                 shared.future.cancel()  # nobody wants it any more: stop the backend too
             raise
         shared.waiters -= 1
-        self.cache.put(key, site.prompt, ranked, arm_name)
+        ranked = answer.ranked
+        if want_all and key in self._background:
+            await self._background.finish(key, self._time_left(config, started))
+            entry = self.cache.get(key)
+            ranked = list(entry.ranked) if entry is not None else ranked
         return CompletionOutcome(
             request_id,
             site,
@@ -307,10 +325,17 @@ class CompletionPipeline:
             None,
             arm_name,
             params,
-            timings,
-            raw_count=raw_count,
-            decode_steps=steps,
+            answer.timings_ms,
+            raw_count=answer.raw_count,
+            decode_steps=answer.decode_steps,
+            answered=answer.answered,
         )
+
+    @staticmethod
+    def _time_left(config: ServerConfig, started: float) -> float:
+        return config.request_timeout - (time.perf_counter() - started)
+
+    # -- computing an answer -------------------------------------------------------------------
 
     async def _compute(
         self,
@@ -318,10 +343,17 @@ class CompletionPipeline:
         config: ServerConfig,
         params: SamplingParams,
         affinity: str | None,
-        log: logging.LoggerAdapter,
+        log: RequestLog,
         started: float,
-    ) -> tuple[list[RankedCandidate], dict[str, float], int, int]:
-        raw = await self._sample(site, config, params, affinity, log)
+        key: Hashable,
+        arm_name: str | None,
+    ) -> _Answer:
+        backend = await self._ready_backend(config, log)
+        if isinstance(backend, StreamingBackend):
+            return await self._compute_streaming(
+                backend, site, config, params, affinity, log, started, key, arm_name
+            )
+        raw = await self._sample(backend, site, config, params, affinity, log)
         sampled = time.perf_counter()
         clean = clean_candidates(site, raw, check_syntax=syntax_checkable(site))
         cleaned = time.perf_counter()
@@ -334,30 +366,90 @@ class CompletionPipeline:
             "doctest": (checked - cleaned) * 1000,
             "total": (time.perf_counter() - started) * 1000,
         }
-        log.info(
-            "%d sampled, %d kept, best %s; %s",
-            len(raw),
-            len(ranked),
-            ranked[0].verdict_text() if ranked else "-",
-            ", ".join(f"{k} {v:.0f} ms" for k, v in timings.items()),
-        )
+        if ranked and ranked[0].doctest.status == "passed":
+            timings["firstPass"] = timings["total"]
+        log_answer(log, len(raw), ranked, timings, "all")
+        self.cache.put(key, site.prompt, ranked, arm_name)
         steps = max((len(c.token_logprobs) for c in raw), default=0)
-        return ranked, timings, len(raw), steps
+        return _Answer(ranked, timings, len(raw), steps)
 
-    async def _sample(
+    async def _compute_streaming(
         self,
+        backend: StreamingBackend,
         site: CompletionSite,
         config: ServerConfig,
         params: SamplingParams,
         affinity: str | None,
-        log: logging.LoggerAdapter,
-    ) -> list:
-        failing = self.health.should_fail_fast()
-        if failing is not None:
-            log.info("backend still down, failing fast: %s", failing)
-            raise BackendFailure(failing, first_of_outage=False)
+        log: RequestLog,
+        started: float,
+        key: Hashable,
+        arm_name: str | None,
+    ) -> _Answer:
+        """Answer from the samples that finished, as soon as one passes its doctests."""
+        stream = backend.stream(site.prompt, params, budget=DECODE_BUDGET)
+
+        async def doctests(sources: list[str]) -> list[DoctestOutcome]:
+            return await self._doctests(site, config, sources, log)
+
+        streamed = StreamedCompletion(
+            stream,
+            site,
+            check_syntax=syntax_checkable(site),
+            run_doctests=doctests,
+            started=started,
+            log=log,
+        )
         try:
-            backend = await self.backend(config)
+            answered = await await_answer(streamed, self._time_left(config, started), log)
+        except asyncio.CancelledError:
+            streamed.task.cancel()  # stops the engine's rows too
+            raise
+        except BackendError as exc:
+            log.warning("backend error: %s", exc)
+            raise BackendFailure(exc, first_of_outage=self.health.record_failure(exc)) from exc
+        if self.health.record_success():
+            log.info("backend reachable again")
+        ranked = streamed.ranked()
+        if ranked or answered != "timeout":  # an empty answer at the deadline is not a result
+            self.cache.put(key, site.prompt, ranked, arm_name)
+        if not streamed.finished:
+
+            def cache_late_candidates(done: StreamedCompletion) -> None:
+                if late := done.ranked():  # the picker then sees the full ranking
+                    self.cache.put(key, site.prompt, late, arm_name)
+
+            self._background.add(key, affinity, streamed, cache_late_candidates)
+        now = (time.perf_counter() - started) * 1000
+        timings = {"sample": now - streamed.doctest_ms, "doctest": streamed.doctest_ms}
+        timings.update(streamed.timings_ms)
+        timings["total"] = now
+        log_answer(log, len(streamed.raw), ranked, timings, answered)
+        return _Answer(ranked, timings, len(streamed.raw), streamed.decode_steps, answered)
+
+    async def _ready_backend(self, config: ServerConfig, log: RequestLog) -> Backend:
+        """The backend, unless a model server is known to be down (then fail fast). The
+        embedded engine never fails fast: a slow model is not a dead server."""
+        if config.backend != ("embedded",):
+            failing = self.health.should_fail_fast()
+            if failing is not None:
+                log.info("backend still down, failing fast: %s", failing)
+                raise BackendFailure(failing, first_of_outage=False)
+        try:
+            return await self.backend(config)
+        except BackendError as exc:
+            log.warning("backend error: %s", exc)
+            raise BackendFailure(exc, first_of_outage=self.health.record_failure(exc)) from exc
+
+    async def _sample(
+        self,
+        backend: Backend,
+        site: CompletionSite,
+        config: ServerConfig,
+        params: SamplingParams,
+        affinity: str | None,
+        log: RequestLog,
+    ) -> list:
+        try:
             results = await asyncio.wait_for(
                 backend.complete([site.prompt], params, affinity=affinity),
                 timeout=config.request_timeout,
@@ -380,7 +472,7 @@ class CompletionPipeline:
         site: CompletionSite,
         config: ServerConfig,
         sources: list[str],
-        log: logging.LoggerAdapter,
+        log: RequestLog,
     ) -> list[DoctestOutcome]:
         if not sources:
             return []
@@ -393,10 +485,11 @@ class CompletionPipeline:
             return [DoctestOutcome(total=len(examples), status="skipped") for _ in sources]
         log.debug("running %d examples against %d candidates", len(examples), len(sources))
         # The sandbox run blocks; a worker thread keeps other requests (and cancels) flowing.
-        return await asyncio.to_thread(
-            run_examples,
-            site.module_context,
-            sources,
-            examples,
-            timeout_s=config.doctest_timeout,
-        )
+        async with self._doctest_lock:
+            return await asyncio.to_thread(
+                run_examples,
+                site.module_context,
+                sources,
+                examples,
+                timeout_s=config.doctest_timeout,
+            )

@@ -100,11 +100,13 @@ class Engine:
         dtype: torch.dtype | None = None,
         *,
         shared_prefix: bool = True,
+        threads: int | None = None,
     ) -> Engine:
         """Load a local Hugging Face causal-LM directory; never downloads.
 
         ``shared_prefix=False`` copies each prompt's KV cache to its samples instead of sharing
         it in attention (the portable path, used automatically for unknown architectures).
+        ``threads`` sets torch's CPU threads for this process (default: at most one per core).
         """
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -134,7 +136,9 @@ class Engine:
         # transformers declares ``to`` with ``@wraps(torch.nn.Module.to)``, which makes mypy
         # read the device as the unbound ``self``; the call itself is the documented one.
         model.to(dev).eval()  # type: ignore[arg-type]
-        if dev.type == "cpu" and torch.get_num_threads() > (os.cpu_count() or 1):
+        if threads is not None:
+            torch.set_num_threads(max(1, threads))
+        elif dev.type == "cpu" and torch.get_num_threads() > (os.cpu_count() or 1):
             torch.set_num_threads(os.cpu_count() or 1)
         return cls(model, tokenizer, name=path.name, shared_prefix=shared_prefix)
 

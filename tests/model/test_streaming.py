@@ -124,3 +124,12 @@ async def test_in_process_stream_yields_candidates_as_they_finish(tiny_model_pat
 
 async def _collect(stream) -> list:
     return [candidate async for _, candidate in stream]
+
+
+def test_decode_budget_limits_follow_the_finished_siblings() -> None:
+    budget = DecodeBudget()  # quorum 1 of 4, factor 1.5, slack 16, grace 4, floor 32
+    assert budget.limit(4, []) is None
+    assert budget.limit(4, [10]) == 31  # short siblings: up to 1.5x + 16
+    assert budget.limit(4, [40]) == 44  # past the floor: only a little longer than them
+    assert budget.limit(4, [10, 40]) == 44
+    assert DecodeBudget(quorum=0.5).limit(4, [10]) is None  # waits for 2 of 4

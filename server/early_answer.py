@@ -1,0 +1,240 @@
+"""Answer early: clean and doctest each candidate as the engine finishes it; stop at a pass.
+
+With a streaming backend (the embedded engine) the pipeline does not wait for the slowest of
+its ``n`` samples. Each sample is post-processed and its doctests run the moment it finishes;
+as soon as one passes every example of the docstring the request is answered with what is
+ranked so far, and the remaining samples finish in the background (the pipeline then caches
+the full ranking for the picker). Without examples the answer waits for all samples, which the
+engine's decode budget keeps from waiting on one rambling sample.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Hashable
+from dataclasses import dataclass
+from typing import Any
+
+from model.protocol import Candidate
+from model.streaming import DecodeBudget
+from server.context import CompletionSite
+from server.postprocess import CleanCandidate, clean_candidates, normalised_key
+from server.ranking import DoctestOutcome, RankedCandidate, rank_candidates
+
+#: How the embedded engine cuts a sample far longer than its finished siblings.
+DECODE_BUDGET = DecodeBudget()
+#: After ``requestTimeout`` the unfinished samples are truncated; this long is waited for them.
+TRUNCATE_GRACE_S = 1.0
+
+#: Runs the docstring's examples against function sources (one outcome per source, in order).
+DoctestRunner = Callable[[list[str]], Awaitable[list[DoctestOutcome]]]
+
+
+def passes_everything(outcome: DoctestOutcome) -> bool:
+    return outcome.status == "passed" and outcome.total > 0 and outcome.passed == outcome.total
+
+
+class StreamedCompletion:
+    """One request's candidates as they arrive from a ``model.streaming.CandidateStream``.
+
+    ``answer`` resolves with why the request may be answered now: ``"passing"`` (a candidate
+    passed all its examples) or ``"all"`` (every sample finished); ``task`` runs until the
+    stream ends, also after the answer. ``ranked()`` is the ranking of what arrived so far.
+    """
+
+    def __init__(
+        self,
+        stream: Any,
+        site: CompletionSite,
+        *,
+        check_syntax: bool,
+        run_doctests: DoctestRunner,
+        started: float,
+        log: logging.LoggerAdapter,
+    ) -> None:
+        self.stream = stream
+        self.site = site
+        self.check_syntax = check_syntax
+        self.run_doctests = run_doctests
+        self.started = started
+        self.log = log
+        self.raw: list[Candidate] = []
+        self.clean: list[CleanCandidate] = []
+        self.outcomes: list[DoctestOutcome] = []
+        self._by_key: dict[str, int] = {}
+        self.timings_ms: dict[str, float] = {}
+        self.doctest_ms = 0.0
+        self.answer: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self.task = asyncio.ensure_future(self._consume())
+
+    # -- the consumer --------------------------------------------------------------------------
+    async def _consume(self) -> None:
+        try:
+            async for first in self.stream:
+                await self._add([first, *self.stream.ready()])
+                if not self.answer.done() and any(map(passes_everything, self.outcomes)):
+                    self._mark("firstPass")
+                    self.answer.set_result("passing")
+            self._mark("allFinished")
+            if not self.answer.done():
+                self.answer.set_result("all")
+        except asyncio.CancelledError:
+            self.stream.cancel()
+            if not self.answer.done():
+                self.answer.cancel()
+            raise
+        except BaseException as exc:
+            self.stream.cancel()
+            if not self.answer.done():
+                self.answer.set_exception(exc)
+            else:  # answered already: a late failure only costs the picker its stragglers
+                self.log.warning("background candidates failed: %s", exc)
+
+    def _mark(self, name: str) -> None:
+        self.timings_ms.setdefault(name, (time.perf_counter() - self.started) * 1000)
+
+    async def _add(self, arrived: list[tuple[int, Candidate]]) -> None:
+        """Post-process ``arrived``, drop duplicates of earlier candidates, doctest the rest."""
+        self._mark("firstCandidate")
+        fresh: dict[str, CleanCandidate] = {}
+        for _index, candidate in arrived:
+            self.raw.append(candidate)
+            for clean in clean_candidates(self.site, [candidate], check_syntax=self.check_syntax):
+                key = normalised_key(clean.source, clean.continuation)
+                known = self._by_key.get(key)
+                if known is not None:
+                    # The same code again: keep the more likely text (its verdict is the same).
+                    if candidate.mean_logprob > self.clean[known].candidate.mean_logprob:
+                        self.clean[known] = clean
+                elif key not in fresh or candidate.mean_logprob > fresh[key].candidate.mean_logprob:
+                    fresh[key] = clean
+        if not fresh:
+            return
+        checking = time.perf_counter()
+        outcomes = await self.run_doctests([clean.source for clean in fresh.values()])
+        self.doctest_ms += (time.perf_counter() - checking) * 1000
+        for (key, clean), outcome in zip(fresh.items(), outcomes, strict=True):
+            self._by_key[key] = len(self.clean)
+            self.clean.append(clean)
+            self.outcomes.append(outcome)
+
+    # -- what the pipeline reads ---------------------------------------------------------------
+    def ranked(self) -> list[RankedCandidate]:
+        return rank_candidates(self.clean, self.outcomes)
+
+    @property
+    def decode_steps(self) -> int:
+        return max((len(c.token_logprobs) for c in self.raw), default=0)
+
+    @property
+    def finished(self) -> bool:
+        return self.task.done()
+
+
+def log_answer(
+    log: logging.LoggerAdapter,
+    sampled: int,
+    ranked: list[RankedCandidate],
+    timings: dict[str, float],
+    answered: str,
+) -> None:
+    """One line per computed answer: counts, the best verdict, why now, where time went."""
+    log.info(
+        "%d sampled, %d kept, best %s; answered (%s) %s",
+        sampled,
+        len(ranked),
+        ranked[0].verdict_text() if ranked else "-",
+        answered,
+        ", ".join(f"{k} {v:.0f} ms" for k, v in timings.items()),
+    )
+
+
+async def await_answer(
+    streamed: StreamedCompletion, timeout_s: float, log: logging.LoggerAdapter
+) -> str:
+    """Why the request can be answered now. After ``timeout_s`` the unfinished samples are
+    truncated and what is ready a moment later is the answer ("timeout", never an error)."""
+    try:
+        return await asyncio.wait_for(asyncio.shield(streamed.answer), max(0.0, timeout_s))
+    except TimeoutError:
+        pass
+    log.info("no answer in time: truncating the unfinished samples")
+    streamed.stream.truncate()
+    try:
+        await asyncio.wait_for(asyncio.shield(streamed.answer), TRUNCATE_GRACE_S)
+    except TimeoutError:
+        log.info("answering with the %d candidates ready", len(streamed.clean))
+    return "timeout"
+
+
+@dataclass
+class _Unfinished:
+    affinity: str | None
+    streamed: StreamedCompletion
+
+
+class BackgroundSamples:
+    """Samples still decoding after their request was answered early, by cache key."""
+
+    def __init__(self) -> None:
+        self._work: dict[Hashable, _Unfinished] = {}
+
+    def __contains__(self, key: Hashable) -> bool:
+        return key in self._work
+
+    def add(
+        self,
+        key: Hashable,
+        affinity: str | None,
+        streamed: StreamedCompletion,
+        on_done: Callable[[StreamedCompletion], None],
+    ) -> None:
+        """Track ``streamed``; ``on_done`` runs when its last sample was checked."""
+        self._work[key] = _Unfinished(affinity, streamed)
+        streamed.task.add_done_callback(lambda _task: self._finished(key, streamed, on_done))
+
+    def _finished(
+        self,
+        key: Hashable,
+        streamed: StreamedCompletion,
+        on_done: Callable[[StreamedCompletion], None],
+    ) -> None:
+        work = self._work.get(key)
+        if work is not None and work.streamed is streamed:
+            del self._work[key]
+        if streamed.answer.done() and not streamed.answer.cancelled():
+            streamed.answer.exception()  # retrieved: a late failure was logged already
+        if not streamed.task.cancelled() and streamed.task.exception() is None:
+            on_done(streamed)
+
+    def settle(self, key: Hashable, affinity: str | None, log: logging.LoggerAdapter) -> None:
+        """A new request makes other requests' unfinished samples less wanted: for the same
+        document they are stale and dropped; for another one they are cut short (they still
+        reach the cache), so the engine is free for the new request."""
+        for other, work in list(self._work.items()):
+            if other == key:
+                continue
+            if affinity is not None and work.affinity == affinity:
+                log.info("dropping the previous request's unfinished samples")
+                work.streamed.task.cancel()
+                self._work.pop(other, None)
+            else:
+                work.streamed.stream.truncate()
+
+    async def finish(self, key: Hashable, timeout_s: float) -> None:
+        """Wait for ``key``'s unfinished samples (truncated after ``timeout_s``)."""
+        work = self._work.get(key)
+        if work is None:
+            return
+        task = work.streamed.task
+        await asyncio.wait([task], timeout=max(0.0, timeout_s))
+        if not task.done():
+            work.streamed.stream.truncate()
+            await asyncio.wait([task], timeout=TRUNCATE_GRACE_S)
+
+    def drop_all(self) -> None:
+        for work in self._work.values():
+            work.streamed.task.cancel()
+        self._work.clear()

@@ -1,0 +1,142 @@
+"""Latency behaviour with the embedded (streaming) backend, through a real stdio session.
+
+Answering as soon as a candidate passes its doctests, the stragglers reaching the picker later,
+a slow embedded model answered at ``requestTimeout`` instead of being treated as down, and the
+model loading from ``initialize``. How long each sample takes cannot be steered on a real model,
+so the first three use the scripted streaming backend (tests/fixtures/scripted_stream.py) behind
+a real ``docomplete lsp``; the last one loads a real (tiny) model.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from lsprotocol import types
+from pygls.lsp.client import LanguageClient
+
+from server.lsp_session import LspSession
+from tests.server.test_lsp_session import BODY_LINE, SOURCE, URI
+
+FAST_PASS = "    return ' '.join(sentence.split()[::-1])\n"
+FAILS = "    return sentence.upper()\n"
+SLOW_PASS = "    words = sentence.split()\n    return ' '.join(reversed(words))\n"
+
+
+def scripted_session(tmp_path: Path, replies: list[dict], **settings) -> LspSession:
+    script = tmp_path / "script.json"
+    script.write_text(json.dumps({"replies": replies}))
+    command = [sys.executable, "-m", "tests.fixtures.scripted_stream", "--script", str(script)]
+    return LspSession({"backend": "embedded", **settings}, server_command=command)
+
+
+async def wait_for(condition, timeout_s: float = 20.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        await asyncio.sleep(0.05)
+    return condition()
+
+
+async def test_a_passing_candidate_is_answered_before_a_slow_sibling_finishes(tmp_path: Path):
+    # The most likely candidate passes too, but takes seconds: the answer does not wait for it.
+    reply = {
+        "match": "reverse_words",
+        "texts": [FAST_PASS, FAILS, SLOW_PASS],
+        "logprobs": [-0.5, -0.2, -0.1],
+        "delays": [0.0, 0.05, 3.0],
+    }
+    async with scripted_session(tmp_path, [reply], n=3) as session:
+        session.open(URI, SOURCE)
+        inline = await session.inline(URI, BODY_LINE, 4)
+        shown = [item.insert_text for item in inline.items]
+        assert shown[0] == "return ' '.join(sentence.split()[::-1])"
+        assert not any("reversed(words)" in text for text in shown)
+        [event] = [e for e in await session.telemetry() if e["event"] == "completion"]
+        assert event["answered"] == "passing" and event["bestDoctest"] == "passed"
+
+        # The picker waits for the straggler, which now ranks first (it passes and is likelier).
+        picked = await session.candidates(URI, BODY_LINE, 4)
+        texts = [c["insertText"] for c in picked["candidates"]]
+        assert texts[0] == "words = sentence.split()\n    return ' '.join(reversed(words))"
+        assert len(texts) == 3
+        assert picked["candidates"][0]["doctest"]["status"] == "passed"
+        # Asking inline again now shows the full ranking, from the cache.
+        again = await session.inline(URI, BODY_LINE, 4)
+        assert again.items[0].insert_text == texts[0]
+
+
+async def test_a_slow_embedded_model_is_answered_at_the_timeout_and_never_down(tmp_path: Path):
+    slow = {"match": "reverse_words", "texts": [SLOW_PASS], "logprobs": [-0.1], "delays": [60]}
+    settings = {"n": 2, "requestTimeout": 0.5, "doctestFilter": False}
+    async with scripted_session(tmp_path, [slow], **settings) as session:
+        session.open(URI, SOURCE)
+        first = await asyncio.wait_for(session.inline(URI, BODY_LINE, 4), 30)
+        # What the model had written by the deadline: the first line of its body.
+        assert [item.insert_text for item in first.items] == ["words = sentence.split()"]
+        # The user keeps typing: the next request is computed, not failed as "still down".
+        session.open(URI, SOURCE.replace("Reverse the order", "Reverse the order (edited)"))
+        second = await asyncio.wait_for(session.inline(URI, BODY_LINE, 4), 30)
+        assert [item.insert_text for item in second.items] == ["words = sentence.split()"]
+        events = [e for e in await session.telemetry() if e["event"] == "completion"]
+        assert [e["answered"] for e in events] == ["timeout", "timeout"]
+    assert not [m for m in session.messages if m.type == types.MessageType.Error]
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from tests.fixtures.tiny_model import build_tiny_model
+
+    return build_tiny_model(tmp_path_factory.mktemp("tiny-model"))
+
+
+async def test_initialize_is_answered_before_the_model_loads_which_starts_at_once(
+    tmp_path: Path, tiny_model: Path
+):
+    log_file = tmp_path / "server.log"
+    client = LanguageClient("test", "0")
+    await client.start_io(sys.executable, "-m", "server", "lsp", "--log-file", str(log_file))
+    try:
+        await asyncio.wait_for(
+            client.initialize_async(
+                types.InitializeParams(
+                    capabilities=types.ClientCapabilities(),
+                    initialization_options={"backend": "embedded", "modelPath": str(tiny_model)},
+                )
+            ),
+            30,
+        )
+        log = lambda: log_file.read_text() if log_file.exists() else ""  # noqa: E731
+        assert "warm-up done" not in log()  # answered while the model was still loading
+        # No `initialized` yet: loading began with `initialize` itself.
+        assert await wait_for(lambda: "warm-up done" in log(), timeout_s=120), log()
+        client.initialized(types.InitializedParams())
+        client.text_document_did_open(
+            types.DidOpenTextDocumentParams(
+                text_document=types.TextDocumentItem(
+                    uri=URI, language_id="python", version=1, text=SOURCE
+                )
+            )
+        )
+        result = await asyncio.wait_for(
+            client.text_document_inline_completion_async(
+                types.InlineCompletionParams(
+                    text_document=types.TextDocumentIdentifier(uri=URI),
+                    position=types.Position(line=BODY_LINE, character=4),
+                    context=types.InlineCompletionContext(
+                        trigger_kind=types.InlineCompletionTriggerKind.Invoked
+                    ),
+                )
+            ),
+            60,
+        )
+        assert isinstance(result, types.InlineCompletionList)  # served (gibberish model)
+        await asyncio.wait_for(client.shutdown_async(None), 10)
+        client.exit(None)
+    finally:
+        await client.stop()
