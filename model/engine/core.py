@@ -13,6 +13,7 @@ from typing import Any
 import torch
 
 from model.engine.attention import ACTIVE, enable_shared_prefix
+from model.engine.gc_pause import collection_paused
 from model.engine.kv_cache import make_cache
 from model.engine.records import (
     DecodeRow,
@@ -108,7 +109,8 @@ class Engine:
         it in attention (the portable path, used automatically for unknown architectures).
         ``threads`` sets torch's CPU threads for this process (default: at most one per core).
         """
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        with collection_paused():
+            from transformers import AutoModelForCausalLM, AutoTokenizer
 
         path = Path(path).expanduser()
         if not (path / "config.json").is_file():
@@ -123,10 +125,11 @@ class Engine:
         if dev.type == "cuda" and not torch.cuda.is_available():
             raise EngineLoadError("CUDA is not available on this machine: use --device auto or cpu")
         try:
-            tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
-            model = AutoModelForCausalLM.from_pretrained(
-                str(path), local_files_only=True, dtype=dtype or default_dtype
-            )
+            with collection_paused():
+                tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+                model = AutoModelForCausalLM.from_pretrained(
+                    str(path), local_files_only=True, dtype=dtype or default_dtype
+                )
         except Exception as exc:  # transformers raises many types; the user needs one line
             first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
             raise EngineLoadError(
