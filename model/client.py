@@ -290,13 +290,13 @@ class InProcessBackend:
         model_path: str | Path | None = None,
         *,
         device: str = "auto",
-        threads: int | None = None,
+        threads: int | str | None = None,
     ) -> None:
         from model.paths import default_model_path
 
         self.model_path = Path(model_path) if model_path is not None else default_model_path()
         self.device = device
-        self.threads = threads  # torch CPU threads (None: the engine's default)
+        self.threads = threads  # torch CPU threads: a count, "auto" or None (default)
         self.name = f"embedded:{self.model_path.name}"
         self._engine: Any = None
         self._engine_lock = threading.Lock()

@@ -109,11 +109,11 @@ class _Answer:
 
 BackendFactory = Callable[[tuple[str, ...], str | None], Backend]
 
-#: torch threads of the embedded engine. An LSP request decodes a handful of rows, where a
-#: second thread gains little on a quiet machine but, when the cores are shared (an editor,
-#: a build, the doctest sandbox), OpenMP threads waiting on each other made decode steps ~10x
-#: slower (2 cores under load: 250-560 ms per step with 2 threads, 40-45 ms with 1).
-ENGINE_THREADS = 1
+#: torch threads of the embedded engine: measured while decoding (``model.engine.threads``).
+#: A thread per core is fastest on an idle machine, but when the cores are shared (an editor,
+#: a build, the doctest sandbox) OpenMP threads waiting on each other made decode steps ~10x
+#: slower than one thread (2 cores under load: 250-560 ms per step against 40-45 ms).
+ENGINE_THREADS = "auto"
 
 
 def default_backend_factory(spec: tuple[str, ...], model_path: str | None) -> Backend:

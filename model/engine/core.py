@@ -6,6 +6,7 @@ import inspect
 import os
 import secrets
 import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -26,11 +27,13 @@ from model.engine.records import (
 from model.engine.sampling import (
     cut_at,
     hit_stop,
+    left_scope,
     sample_next,
-    scope_exit,
+    scope_cut,
     step_uniforms,
     stop_offset,
 )
+from model.engine.threads import ThreadTuner
 from model.protocol import FinishReason, SamplingParams
 
 #: A batch may hold at most this many padded token slots per real prompt token.
@@ -91,6 +94,7 @@ class Engine:
         forward_params = inspect.signature(model.forward).parameters
         self._cache_kwarg = "cache" if "cache" in forward_params else "past_key_values"
         self.shared_prefix = shared_prefix and enable_shared_prefix(model)
+        self.thread_tuner: ThreadTuner | None = None  # set by ``load(threads="auto")``
 
     # ------------------------------------------------------------------ loading
     @classmethod
@@ -101,13 +105,14 @@ class Engine:
         dtype: torch.dtype | None = None,
         *,
         shared_prefix: bool = True,
-        threads: int | None = None,
+        threads: int | str | None = None,
     ) -> Engine:
         """Load a local Hugging Face causal-LM directory; never downloads.
 
         ``shared_prefix=False`` copies each prompt's KV cache to its samples instead of sharing
         it in attention (the portable path, used automatically for unknown architectures).
-        ``threads`` sets torch's CPU threads for this process (default: at most one per core).
+        ``threads`` sets torch's CPU threads for this process (default: at most one per core);
+        ``"auto"`` lets a ``ThreadTuner`` choose between one per core and one while decoding.
         """
         with collection_paused():
             from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -139,11 +144,15 @@ class Engine:
         # transformers declares ``to`` with ``@wraps(torch.nn.Module.to)``, which makes mypy
         # read the device as the unbound ``self``; the call itself is the documented one.
         model.to(dev).eval()  # type: ignore[arg-type]
-        if threads is not None:
+        cores = os.cpu_count() or 1
+        if isinstance(threads, int):
             torch.set_num_threads(max(1, threads))
-        elif dev.type == "cpu" and torch.get_num_threads() > (os.cpu_count() or 1):
-            torch.set_num_threads(os.cpu_count() or 1)
-        return cls(model, tokenizer, name=path.name, shared_prefix=shared_prefix)
+        elif dev.type == "cpu" and torch.get_num_threads() > cores:
+            torch.set_num_threads(cores)
+        engine = cls(model, tokenizer, name=path.name, shared_prefix=shared_prefix)
+        if threads == "auto" and dev.type == "cpu" and torch.get_num_threads() > 1:
+            engine.thread_tuner = ThreadTuner((torch.get_num_threads(), 1))
+        return engine
 
     # ------------------------------------------------------------------ helpers
     def encode(self, text: str) -> list[int]:
@@ -308,7 +317,9 @@ class Engine:
                 row.logprobs.append(logprob)
                 if request.on_token is not None:
                     request.on_token(row.sample_index, token_id, logprob)
-                if (request.params.stop and self._hit_stop(row)) or self._left_scope(row):
+                if (request.params.stop and self._hit_stop(row)) or left_scope(
+                    request, row.token_ids, self.decode
+                ):
                     done(row, self._finish(row, "stop"))
                 elif len(row.token_ids) >= row.max_tokens:
                     done(row, self._finish(row, "length"))
@@ -339,6 +350,9 @@ class Engine:
                 )  # (B, L + step)
                 step_mask = attention_mask
             ACTIVE.cache = cache if self.shared_prefix else None
+            if self.thread_tuner is not None:
+                self.thread_tuner.before_step(len(rows))
+            forward_started = time.perf_counter()
             try:
                 out = self.model(
                     input_ids=next_ids.unsqueeze(1),  # (B, 1)
@@ -351,6 +365,8 @@ class Engine:
                 ACTIVE.cache = None
             positions = positions + 1
             logits = out.logits[:, -1, :].float()  # (B, V)
+            if self.thread_tuner is not None:
+                self.thread_tuner.after_step(len(rows), time.perf_counter() - forward_started)
             self.stats.decode_steps += 1
             self.stats.decoded_rows += len(rows)
 
@@ -465,20 +481,6 @@ class Engine:
         """Whether a stop string appears in the text around the newest token."""
         return hit_stop(row.token_ids, row.request.params.stop, self.decode)
 
-    def _scope_cut(self, row: DecodeRow, text: str) -> int:
-        """Where ``text`` leaves the function (``params.scope_indent``), or -1."""
-        indent = row.request.params.scope_indent
-        if indent is None or "\n" not in text:
-            return -1
-        prompt = row.request.prompt
-        return scope_exit(text, indent, at_line_start=not prompt or prompt.endswith("\n"))
-
-    def _left_scope(self, row: DecodeRow) -> bool:
-        """Whether the sample has written a line outside the function it completes."""
-        if row.request.params.scope_indent is None:
-            return False
-        return self._scope_cut(row, self.decode(row.token_ids)) >= 0
-
     def _finish(
         self, row: DecodeRow, reason: FinishReason, *, generated: int = 0
     ) -> GeneratedCandidate:
@@ -487,7 +489,7 @@ class Engine:
         if reason == "stop":
             params = row.request.params
             cuts = [stop_offset(text, params.stop) if params.stop else -1]
-            cuts.append(self._scope_cut(row, text))
+            cuts.append(scope_cut(row.request, text))
             cut = min((c for c in cuts if c >= 0), default=-1)
             text, ids, logprobs = cut_at(text, ids, logprobs, cut, self.decode)
         return GeneratedCandidate(

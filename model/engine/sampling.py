@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 import torch
+
+if TYPE_CHECKING:
+    from model.engine.records import GenerationRequest
 
 #: How many trailing tokens are re-decoded to look for a stop string after each new token.
 _STOP_WINDOW_EXTRA_TOKENS = 4
@@ -106,6 +110,22 @@ def scope_exit(text: str, scope_indent: int, *, at_line_start: bool) -> int:
         elif column <= scope_indent and column < anchor:
             return start - 1
     return -1
+
+
+def scope_cut(request: GenerationRequest, text: str) -> int:
+    """Where ``text`` leaves the function the request completes (``params.scope_indent``)."""
+    indent = request.params.scope_indent
+    if indent is None or "\n" not in text:
+        return -1
+    prompt = request.prompt
+    return scope_exit(text, indent, at_line_start=not prompt or prompt.endswith("\n"))
+
+
+def left_scope(request: GenerationRequest, token_ids: Sequence[int], decode: Decode) -> bool:
+    """Whether a sample has written a line outside the function it completes."""
+    if request.params.scope_indent is None:
+        return False
+    return scope_cut(request, decode(token_ids)) >= 0
 
 
 def stop_offset(text: str, stops: Sequence[str]) -> int:
