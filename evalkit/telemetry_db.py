@@ -179,11 +179,12 @@ def read_events(path: Path, since: float | None = None) -> list[Event]:
     what is wrong; rows cut short by a crash (missing fields) are kept with what they have.
     """
     if not path.exists():
-        raise _refuse(
-            path,
-            "no such file (the server writes telemetryFile, by default "
-            f"{default_telemetry_path()})",
+        where = (
+            "the server creates it at its first completion"
+            if path == default_telemetry_path()
+            else f"the server writes to its telemetryFile setting (default {default_telemetry_path()})"
         )
+        raise _refuse(path, f"no such file; {where}")
     if path.is_dir():
         raise _refuse(path, "is a folder; give the telemetry database file")
     with path.open("rb") as handle:
