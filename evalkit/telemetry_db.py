@@ -144,6 +144,23 @@ def insert_events(
         connection.executemany(_INSERT, [event_row(session, entry) for entry in entries])
 
 
+def is_json_lines(path: Path) -> bool:
+    """``telemetryFile`` paths ending in ``.jsonl`` get JSON lines instead of SQLite."""
+    return path.suffix.lower() == ".jsonl"
+
+
+def append_json_lines(path: Path, session: str, entries: Sequence[Mapping[str, Any]]) -> None:
+    """The plain-text alternative: one JSON object per event, appended (for your own scripts).
+
+    A crash can cut the last line short; the reader skips such a line.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a", encoding="utf-8") as handle:
+        for entry in entries:
+            handle.write(json.dumps({**entry, "session": session}, sort_keys=True, default=str))
+            handle.write("\n")
+
+
 # -- reading ------------------------------------------------------------------------------------
 
 
@@ -193,11 +210,7 @@ def read_events(path: Path, since: float | None = None) -> list[Event]:
         raise _refuse(path, "is empty: no telemetry has been written to it yet")
     if head != b"SQLite format 3\x00":
         if head.lstrip().startswith(b"{"):
-            raise _refuse(
-                path,
-                "is a JSON-lines telemetry file from an older docomplete; ab report reads the "
-                "SQLite database the server now writes (telemetryFile)",
-            )
+            return _read_json_lines(path, since)
         raise _refuse(path, "is not a docomplete telemetry database (not an SQLite file)")
     try:
         connection = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
@@ -241,6 +254,38 @@ def _read(connection: sqlite3.Connection, path: Path, since: float | None) -> li
             continue  # nothing to count a row by
         details = _details(record.pop("details"))
         events.append(Event(**record, details=details))
+    return events
+
+
+def _read_json_lines(path: Path, since: float | None) -> list[Event]:
+    events: list[Event] = []
+    text = path.read_text(encoding="utf-8", errors="replace")
+    for line in text.splitlines():
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue  # a line cut short by a crash
+        if not isinstance(entry, dict):
+            continue
+        moment, kind = entry.get("time"), entry.get("event")
+        if not isinstance(moment, int | float) or kind not in EVENT_KINDS:
+            continue
+        if since is not None and moment < since:
+            continue
+        fields = {column: entry.get(key) for key, column in _COLUMNS.items()}
+        known = {"event", "time", "session", *_COLUMNS}
+        events.append(
+            Event(
+                time=float(moment),
+                session=str(entry.get("session", "")),
+                event=kind,
+                **fields,
+                details={key: value for key, value in entry.items() if key not in known},
+            )
+        )
+    if not events and since is None:
+        raise _refuse(path, "holds no docomplete telemetry events (JSON lines)")
+    events.sort(key=lambda event: event.time)
     return events
 
 

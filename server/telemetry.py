@@ -2,8 +2,9 @@
 
 Events (completion, shown, accepted, partial, dismissed, retained) go to the ``telemetryFile``
 database (default ``$XDG_STATE_HOME/docomplete/telemetry.sqlite3``; schema in
-:mod:`evalkit.telemetry_db`) and to a small in-memory ring that ``docomplete/telemetry``
-returns. Nothing leaves the machine. ``docomplete ab report`` reads the database back.
+:mod:`evalkit.telemetry_db`; a path ending in ``.jsonl`` gets JSON lines instead) and to a small
+in-memory ring that ``docomplete/telemetry`` returns. Nothing leaves the machine.
+``docomplete ab report`` reads either file back.
 """
 
 from __future__ import annotations
@@ -18,7 +19,13 @@ from collections import deque
 from pathlib import Path
 from typing import Any
 
-from evalkit.telemetry_db import default_telemetry_path, insert_events, open_for_writing
+from evalkit.telemetry_db import (
+    append_json_lines,
+    default_telemetry_path,
+    insert_events,
+    is_json_lines,
+    open_for_writing,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -118,6 +125,9 @@ class TelemetryLog:
             by_path.setdefault(path, []).append(entry)
         for path, entries in by_path.items():
             try:
+                if is_json_lines(path):
+                    append_json_lines(path, self.session, entries)
+                    continue
                 connection = connections.get(path)
                 if connection is None:
                     connection = connections[path] = open_for_writing(path)

@@ -16,7 +16,12 @@ import pytest
 
 from evalkit.ab_report import ArmSummary, build_report, compare_arms, parse_since
 from evalkit.ab_stats import percentile, trials_needed, two_proportion_test, wilson_interval
-from evalkit.telemetry_db import insert_events, open_for_writing, read_events
+from evalkit.telemetry_db import (
+    append_json_lines,
+    insert_events,
+    open_for_writing,
+    read_events,
+)
 from model.cli_support import CommandError
 from server.cli import main
 
@@ -205,9 +210,9 @@ def test_empty_and_foreign_files_get_one_clear_line(tmp_path: Path, capsys):
     empty = tmp_path / "empty.sqlite3"
     empty.write_bytes(b"")
     assert "is empty" in report_error(empty, capsys)
-    legacy = tmp_path / "telemetry.jsonl"
-    legacy.write_text('{"event": "completion", "time": 1}\n')
-    assert "JSON-lines telemetry file from an older docomplete" in report_error(legacy, capsys)
+    lines = tmp_path / "telemetry.jsonl"
+    lines.write_text('{"not": "ours"}\n')
+    assert "holds no docomplete telemetry events" in report_error(lines, capsys)
     text = tmp_path / "notes.txt"
     text.write_text("hello")
     assert "not an SQLite file" in report_error(text, capsys)
@@ -252,6 +257,20 @@ def test_rows_cut_short_are_skipped(tmp_path: Path):
         )
     report = build_report(database)
     assert (report.arms[0].shown, report.arms[0].accepted) == (10, 4)
+
+
+def test_json_lines_files_are_read_too_and_a_cut_line_is_skipped(tmp_path: Path):
+    path = tmp_path / "telemetry.jsonl"
+    append_json_lines(path, "s1", arm_events("a", 0, shown=30, accepted=10))
+    append_json_lines(path, "s1", arm_events("b", 1, shown=30, accepted=20))
+    with path.open("a") as handle:
+        handle.write('{"event": "accepted", "time": 1, "requestId": "b-2')  # crash mid-line
+    report = build_report(path)
+    assert [(arm.arm, arm.shown, arm.accepted) for arm in report.arms] == [
+        ("a", 30, 10),
+        ("b", 30, 20),
+    ]
+    assert report.arms[1].retention == {30.0: [0, 20]}
 
 
 _CRASHING_WRITER = """

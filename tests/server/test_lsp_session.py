@@ -9,6 +9,7 @@ sandbox — is the real thing.
 from __future__ import annotations
 
 import asyncio
+import json
 import sys
 
 import pytest
@@ -16,7 +17,6 @@ import pytest_lsp
 from lsprotocol import types
 from pytest_lsp import ClientServerConfig, LanguageClient, client_capabilities
 
-from evalkit.telemetry_db import read_events
 from tests.fixtures.scripted_backend import Reply, ScriptedBackend
 
 URI = "file:///work/words.py"
@@ -211,7 +211,7 @@ async def test_configuration_sources(client: LanguageClient, backend: ScriptedBa
 async def test_telemetry_records_shown_and_accepted_with_the_arm(
     client: LanguageClient, backend: ScriptedBackend, tmp_path
 ):
-    telemetry_file = tmp_path / "telemetry.sqlite3"
+    telemetry_file = tmp_path / "telemetry.jsonl"
     client.workspace_did_change_configuration(
         types.DidChangeConfigurationParams(
             settings={"abArms": [0.2, 0.6], "telemetryFile": str(telemetry_file)}
@@ -233,8 +233,7 @@ async def test_telemetry_records_shown_and_accepted_with_the_arm(
     assert arm in ("arm0", "arm1")
     assert kinds["accepted"]["arm"] == arm and kinds["accepted"]["doctest"] == "passed"
     assert backend.requests[-1]["temperature"] == {"arm0": 0.2, "arm1": 0.6}[arm]
-    # The docomplete/telemetry answer above comes once the events are in the database.
-    written = [{"event": e.event, "requestId": e.request_id} for e in read_events(telemetry_file)]
+    written = [json.loads(line) for line in telemetry_file.read_text().splitlines()]
     assert [e["event"] for e in written if e.get("requestId") == request_id] == [
         "completion",
         "shown",
