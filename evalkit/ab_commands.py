@@ -27,9 +27,10 @@ def register(commands: argparse._SubParsersAction, bench: argparse._SubParsersAc
     report.add_argument(
         "--telemetry",
         type=Path,
-        default=default_telemetry_path(),
+        action="append",
         metavar="PATH",
-        help="the telemetryFile database (default: %(default)s)",
+        help="the telemetryFile database; repeat it to pool several (one per team member) "
+        f"(default: {default_telemetry_path()})",
     )
     report.add_argument(
         "--since",
@@ -49,7 +50,9 @@ def _print_help(parser: argparse.ArgumentParser) -> int:
 
 def run_report(args: argparse.Namespace) -> int:
     from evalkit.ab_report import run_ab_report
+    from evalkit.telemetry_db import default_telemetry_path
 
-    for line in run_ab_report(args.telemetry, args.since, args.plot, args.json):
+    paths = args.telemetry or [default_telemetry_path()]
+    for line in run_ab_report(paths, args.since, args.plot, args.json):
         print(line)
     return 0

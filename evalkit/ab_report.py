@@ -347,17 +347,35 @@ def plot_report(report: ABReport, path: Path) -> None:
     plt.close(figure)
 
 
-def build_report(path: Path, since: str | None = None) -> ABReport:
+def build_report(paths: Path | Sequence[Path], since: str | None = None) -> ABReport:
+    """The report over one database or several (e.g. one per team member)."""
     start = parse_since(since) if since else None
-    events = read_events(path, start)
-    return summarize(events, telemetry=str(path), since=start)
+    paths = [paths] if isinstance(paths, Path) else list(dict.fromkeys(paths))
+    seen: set[tuple[Any, ...]] = set()
+    events: list[Event] = []
+    for path in paths:
+        for event in read_events(path, start):
+            # The same events twice (a file given twice, or a copy of it) count once.
+            identity = (
+                event.session,
+                event.time,
+                event.event,
+                event.request_id,
+                event.candidate_index,
+                event.delay_s,
+            )
+            if identity not in seen:
+                seen.add(identity)
+                events.append(event)
+    events.sort(key=lambda event: event.time)
+    return summarize(events, telemetry=", ".join(str(p) for p in paths), since=start)
 
 
 def run_ab_report(
-    telemetry: Path, since: str | None, plot: Path | None, json_path: Path | None
+    telemetry: Sequence[Path], since: str | None, plot: Path | None, json_path: Path | None
 ) -> Iterable[str]:
     """The command's work; returns the lines to print."""
-    report = build_report(telemetry.expanduser(), since)
+    report = build_report([path.expanduser() for path in telemetry], since)
     lines = [format_report(report)]
     if plot is not None:
         try:

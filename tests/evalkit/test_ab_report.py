@@ -176,6 +176,15 @@ def test_request_ids_restarting_in_a_new_session_are_kept_apart(tmp_path: Path):
     assert (report.arms[0].shown, report.arms[0].accepted, report.sessions) == (20, 10, 2)
 
 
+def test_several_databases_are_pooled_and_a_repeated_one_counts_once(tmp_path: Path):
+    alice = write_db(tmp_path / "alice.sqlite3", arm_events("a", 0, shown=10, accepted=3), "s-a")
+    bob = write_db(tmp_path / "bob.sqlite3", arm_events("a", 0, shown=10, accepted=7), "s-b")
+    copy = tmp_path / "bob-copy.sqlite3"
+    copy.write_bytes(bob.read_bytes())
+    report = build_report([alice, bob, copy])
+    assert (report.arms[0].shown, report.arms[0].accepted, report.sessions) == (20, 10, 2)
+
+
 def test_parse_since_forms():
     assert parse_since("90s", now=1000.0) == 910.0
     assert parse_since("2w", now=0.0) == -14 * 86400
