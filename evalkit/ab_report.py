@@ -337,10 +337,11 @@ def plot_report(report: ABReport, path: Path) -> None:
         positions = [i + (offset - (len(report.arms) - 1) / 2) * width for i in range(len(metrics))]
         axes.bar(positions, values, width, yerr=errors, capsize=4, label=arm.arm)
     axes.set_xticks(range(len(metrics)), metrics)
-    axes.set_ylim(0, 1)
+    axes.set_ylim(0, 1.05)
     axes.set_ylabel("rate (95 % Wilson interval)")
     axes.set_title(report.verdict, fontsize=9)
-    axes.legend()
+    # Below the axes: bars near 100 % (retention often is) would hide under it.
+    axes.legend(loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=max(1, len(report.arms)))
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=120)
