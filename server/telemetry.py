@@ -133,7 +133,7 @@ class TelemetryLog:
                     connection = connections[path] = open_for_writing(path)
                 insert_events(connection, self.session, entries)
                 self._failed.discard(path)
-            except (sqlite3.Error, OSError) as exc:
+            except Exception as exc:  # telemetry must never take the server (or a flush) down
                 stale = connections.pop(path, None)
                 if stale is not None:
                     stale.close()
