@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import hashlib
 import itertools
 import logging
 import time
@@ -24,11 +23,12 @@ from model.protocol import (
     SamplingParams,
     estimate_tokens,
 )
+from server.ab import sampling_params
 from server.cache import CompletionCache
 from server.config import ServerConfig
 from server.context import CompletionSite, find_completion_site
 from server.doctest_filter import extract_examples, run_examples
-from server.postprocess import STOP_SEQUENCES, clean_candidates, syntax_checkable
+from server.postprocess import clean_candidates, syntax_checkable
 from server.ranking import DoctestOutcome, RankedCandidate, rank_candidates
 
 logger = logging.getLogger("server.pipeline")
@@ -134,26 +134,6 @@ def default_backend_factory(spec: tuple[str, ...], model_path: str | None) -> Ba
     return make_backend(target, model_path=model_path)
 
 
-def pick_arm(config: ServerConfig, prompt: str) -> dict[str, Any] | None:
-    """A deterministic A/B arm for this prompt (the same request always gets the same arm)."""
-    if not config.ab_arms:
-        return None
-    digest = int(hashlib.sha1(prompt.encode("utf-8")).hexdigest()[:8], 16)
-    return config.ab_arms[digest % len(config.ab_arms)]
-
-
-def sampling_params(config: ServerConfig, arm: dict[str, Any] | None) -> SamplingParams:
-    return SamplingParams(
-        n=config.n,
-        temperature=float(
-            arm.get("temperature", config.temperature) if arm else config.temperature
-        ),
-        top_p=float(arm.get("topP", config.top_p) if arm else config.top_p),
-        max_tokens=config.max_tokens,
-        stop=STOP_SEQUENCES,
-    )
-
-
 @dataclass
 class _SharedWork:
     """One computation that several identical requests (e.g. inline + completion) await."""
@@ -253,10 +233,11 @@ class CompletionPipeline:
         *,
         request_id: str,
         affinity: str | None = None,
+        arm: dict[str, Any] | None = None,
     ) -> CompletionOutcome:
+        """Candidates for ``site``; ``arm`` (see server/ab.py) overrides sampling settings."""
         log = RequestLog(logger, {"request_id": request_id})
         started = time.perf_counter()
-        arm = pick_arm(config, site.prompt)
         params = sampling_params(config, arm)
         arm_name = str(arm["name"]) if arm else None
         settings = (params, config.doctest_filter, config.doctest_timeout, config.backend)

@@ -21,6 +21,10 @@ export const SERVER_SETTING_KEYS = [
     'requestTimeout',
     'contextTokens',
     'abArms',
+    'abAssignment',
+    'abSeed',
+    'retentionDelays',
+    'dismissTimeout',
     'logLevel',
     'telemetryFile',
 ] as const;
