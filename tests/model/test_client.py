@@ -183,7 +183,7 @@ async def test_replicas_least_loaded_with_affinity_and_cool_down(scripted, monke
         await backend.aclose()
 
     # Ties between idle replicas are broken at random; pin it so the dead one is tried first.
-    monkeypatch.setattr("model.client.random.random", lambda: 0.0)
+    monkeypatch.setattr("model.replicas.random.random", lambda: 0.0)
     dead = _dead_url()
     survivor = Script("c")
     backend = OpenAIBackend([dead, scripted(survivor)])
