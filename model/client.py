@@ -27,13 +27,13 @@ import logging
 import threading
 from collections.abc import Callable, Hashable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 
 from model.client_caps import (
+    PlannedCall,
     ServerCaps,
     ServerError,
     ServerKind,
@@ -47,9 +47,11 @@ from model.client_caps import (
     model_ids,
     n_capped_notice,
     no_logprobs_notice,
+    plan_calls,
     refused_n_limit,
     refused_rows_limit,
     request_error_hint,
+    seed_for,
 )
 from model.completions import group_choices, parse_completions
 from model.protocol import (
@@ -84,26 +86,6 @@ def _load_tokenizer(path: str | Path | None) -> Any:
     if not file.is_file():
         return None
     return Tokenizer.from_file(str(file))
-
-
-def _seed_for(seed: int | None, start: int) -> int | None:
-    """The seed of a call asking for samples ``start, start+1, …`` of a prompt.
-
-    Samples 0.. use the caller's seed; a call for later samples (a server that ignores or caps
-    ``n``) gets a seed derived from it, so repeated calls draw different, reproducible samples.
-    """
-    if seed is None or start == 0:
-        return seed
-    return (seed + start * 0x9E3779B1) % (2**31)
-
-
-@dataclass(frozen=True)
-class _Call:
-    """One HTTP request of a ``complete``: these prompts, samples ``start .. start+count-1``."""
-
-    prompt_indices: tuple[int, ...]
-    start: int
-    count: int
 
 
 class OpenAIBackend:
@@ -183,7 +165,8 @@ class OpenAIBackend:
             missing = [p for p, group in enumerate(got) if len(group) < n]
             if not missing:
                 break
-            calls = self._plan(missing, got, n)
+            have = {p: len(got[p]) for p in missing}
+            calls = plan_calls(have, n, merged_caps(list(self.capabilities.values())))
             answers, failure = await self._run_calls(calls, prompts, params, affinity)
             for call, groups in zip(calls, answers, strict=True):
                 for prompt_index, group in zip(call.prompt_indices, groups or (), strict=False):
@@ -208,52 +191,23 @@ class OpenAIBackend:
         )
         return got
 
-    def _plan(self, missing: list[int], got: list[list[Candidate]], n: int) -> list[_Call]:
-        """The calls that ask for every missing candidate, within what the servers accept."""
-        caps = merged_caps(list(self.capabilities.values()))
-        per_call = min(n, caps.max_n or n, caps.max_rows or n)
-        by_need: dict[tuple[int, int], list[int]] = {}
-        for prompt_index in missing:
-            have = len(got[prompt_index])
-            by_need.setdefault((have, n - have), []).append(prompt_index)
-        calls = []
-        for (start, count), group in by_need.items():
-            for chunk_start in range(start, start + count, per_call):
-                chunk = min(per_call, start + count - chunk_start)
-                batch = 1 if caps.prompt_lists is False else len(group)
-                if caps.max_rows is not None:
-                    batch = max(1, min(batch, caps.max_rows // chunk))
-                for i in range(0, len(group), batch):
-                    calls.append(_Call(tuple(group[i : i + batch]), chunk_start, chunk))
-        return calls
-
     async def _run_calls(
         self,
-        calls: list[_Call],
+        calls: list[PlannedCall],
         prompts: Sequence[str],
         params: SamplingParams,
         affinity: str | None,
     ) -> tuple[list[list[list[Candidate]] | None], BackendError | None]:
-        """Run ``calls`` (at most ``max_parallel_calls`` at once).
-
-        Each answer is the call's candidates per prompt, or None when the call taught the client
-        something about the server and must be planned again. Without ``accept_fewer`` the
-        first error cancels the other calls and is raised; with it, the others finish and the
-        first error is returned beside their answers.
-        """
+        """Run ``calls``, ``max_parallel_calls`` at once: each one's candidates per prompt, or
+        None when it taught the client a limit and must be planned again. Without
+        ``accept_fewer`` the first error cancels the rest and is raised; with it, the rest
+        finish and the first error is returned beside their answers."""
         limiter = asyncio.Semaphore(self.max_parallel_calls)
 
-        async def run(call: _Call) -> list[list[Candidate]] | None:
+        async def run(call: PlannedCall) -> list[list[Candidate]] | None:
             async with limiter:
                 return await self._call(call, prompts, params, affinity)
 
-        if len(calls) == 1:
-            try:
-                return [await run(calls[0])], None
-            except BackendError as exc:
-                if not self.accept_fewer:
-                    raise
-                return [None], exc
         tasks = [asyncio.ensure_future(run(call)) for call in calls]
         try:
             outcomes = await asyncio.gather(*tasks, return_exceptions=self.accept_fewer)
@@ -274,7 +228,7 @@ class OpenAIBackend:
 
     async def _call(
         self,
-        call: _Call,
+        call: PlannedCall,
         prompts: Sequence[str],
         params: SamplingParams,
         affinity: str | None,
@@ -282,9 +236,10 @@ class OpenAIBackend:
         """One request; its candidates per prompt (possibly fewer than asked), or None to
         plan it again after the server taught the client a limit."""
         texts = [prompts[i] for i in call.prompt_indices]
+        one_by_one = any(c.prompt_lists is False for c in self.capabilities.values())
         payload: dict[str, Any] = {
-            # A bare string when there is one prompt: every server takes that.
-            "prompt": texts[0] if len(texts) == 1 else texts,
+            # A list, as the OpenAI API has it; a bare string where lists were refused.
+            "prompt": texts[0] if one_by_one and len(texts) == 1 else texts,
             "n": call.count,
             "temperature": params.temperature,
             "top_p": params.top_p,
@@ -293,7 +248,7 @@ class OpenAIBackend:
         }
         if params.stop:
             payload["stop"] = list(params.stop)
-        seed = _seed_for(params.seed, call.start)
+        seed = seed_for(params.seed, call.start)
         if seed is not None:
             payload["seed"] = seed
         sent: dict[str, Any] = {}
@@ -436,6 +391,7 @@ class InProcessBackend:
         self.model_path = Path(model_path) if model_path is not None else default_model_path()
         self.device = device
         self.name = f"embedded:{self.model_path.name}"
+        self.notices: list[str] = []  # as OpenAIBackend's; the engine never has to adapt
         self._engine: Any = None
         self._engine_lock = threading.Lock()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="docomplete-engine")
@@ -490,12 +446,16 @@ def make_backend(
     spec: str | Sequence[str],
     model_path: str | Path | None = None,
     model_name: str | None = None,
+    *,
+    accept_fewer: bool = False,
+    on_notice: Callable[[str], None] | None = None,
     **options: Any,
 ) -> OpenAIBackend | InProcessBackend:
     """Build a Backend from a user setting: ``"embedded"`` or one or more http(s) URLs.
 
     ``model_path`` is the embedded model, or for URLs a local tokenizer for token counting;
-    ``model_name`` is the ``model`` field sent to servers (ignored by the embedded backend).
+    ``model_name``, ``accept_fewer`` and ``on_notice`` concern servers only (the ``model`` field
+    sent, see ``OpenAIBackend``); the embedded backend ignores them.
     """
     specs = [spec] if isinstance(spec, str) else list(spec)
     specs = [s.strip() for item in specs for s in item.split(",") if s.strip()]
@@ -507,4 +467,11 @@ def make_backend(
             f'invalid backend {bad[0] if bad else spec!r}: use "embedded" or one or more '
             "model server URLs like http://127.0.0.1:8000"
         )
-    return OpenAIBackend(specs, tokenizer_path=model_path, model=model_name, **options)
+    return OpenAIBackend(
+        specs,
+        tokenizer_path=model_path,
+        model=model_name,
+        accept_fewer=accept_fewer,
+        on_notice=on_notice,
+        **options,
+    )

@@ -1,4 +1,4 @@
-"""What an OpenAI-compatible server can do, learned from its answers, and hints naming its flags.
+"""What an OpenAI-compatible server can do, how to ask within it, and hints naming its flags.
 
 Light tier (stdlib only). ``OpenAIBackend`` keeps one :class:`ServerCaps` per server URL and
 updates it from answers it already gets (no extra calls on the normal path):
@@ -44,6 +44,45 @@ def merged_caps(caps: list[ServerCaps]) -> ServerCaps:
         max_n=min(known_n) if known_n else None,
         max_rows=min(known_rows) if known_rows else None,
     )
+
+
+@dataclass(frozen=True)
+class PlannedCall:
+    """One HTTP request of a ``complete``: these prompts, samples ``start .. start+count-1``."""
+
+    prompt_indices: tuple[int, ...]
+    start: int
+    count: int
+
+
+def plan_calls(have: dict[int, int], n: int, caps: ServerCaps) -> list[PlannedCall]:
+    """The calls that ask for every missing candidate (``have``: prompt index → candidates
+    already there), within what the server accepts: ``n`` per call, lists, rows."""
+    per_call = min(n, caps.max_n or n, caps.max_rows or n)
+    by_need: dict[tuple[int, int], list[int]] = {}
+    for prompt_index, count in have.items():
+        by_need.setdefault((count, n - count), []).append(prompt_index)
+    calls = []
+    for (start, count), group in by_need.items():
+        for chunk_start in range(start, start + count, per_call):
+            chunk = min(per_call, start + count - chunk_start)
+            batch = 1 if caps.prompt_lists is False else len(group)
+            if caps.max_rows is not None:
+                batch = max(1, min(batch, caps.max_rows // chunk))
+            for i in range(0, len(group), batch):
+                calls.append(PlannedCall(tuple(group[i : i + batch]), chunk_start, chunk))
+    return calls
+
+
+def seed_for(seed: int | None, start: int) -> int | None:
+    """The seed of a call asking for samples ``start, start+1, …`` of a prompt.
+
+    Samples 0.. use the caller's seed; a call for later samples (a server that ignores or caps
+    ``n``) gets a seed derived from it, so repeated calls draw different, reproducible samples.
+    """
+    if seed is None or start == 0:
+        return seed
+    return (seed + start * 0x9E3779B1) % (2**31)
 
 
 # llama-server, tools/server/server-schema.cpp field_num::eval + handle_with_catch:

@@ -14,6 +14,7 @@ import pytest
 from fastapi import FastAPI
 
 from model.client import OpenAIBackend, make_backend
+from model.client_caps import ServerCaps, plan_calls, seed_for
 from model.protocol import BackendRequestError, Candidate, SamplingParams
 from tests.fixtures.peer_servers import (
     expected_text,
@@ -181,3 +182,22 @@ async def test_a_stop_string_in_the_middle_of_a_token_keeps_whole_tokens_only(se
         assert candidate.token_logprobs == KEPT_LOGPROBS[:2]
         assert cut.text == "    retu"
         assert cut.token_logprobs == () and cut.mean_logprob is None  # no whole token kept
+
+
+def test_calls_are_planned_within_the_learned_limits() -> None:
+    def plan(have: dict[int, int], n: int, **caps) -> list[tuple[tuple[int, ...], int, int]]:
+        calls = plan_calls(have, n, ServerCaps(**caps))
+        return [(c.prompt_indices, c.start, c.count) for c in calls]
+
+    assert plan({0: 0, 1: 0}, 20) == [((0, 1), 0, 20)]  # nothing known: one call
+    assert plan({0: 0, 1: 0}, 20, max_n=8) == [((0, 1), 0, 8), ((0, 1), 8, 8), ((0, 1), 16, 4)]
+    assert plan({0: 0, 1: 3}, 4, prompt_lists=False, max_n=1) == [
+        ((0,), 0, 1),
+        ((0,), 1, 1),
+        ((0,), 2, 1),
+        ((0,), 3, 1),
+        ((1,), 3, 1),
+    ]
+    assert plan({0: 0, 1: 0, 2: 0}, 4, max_rows=8) == [((0, 1), 0, 4), ((2,), 0, 4)]
+    assert seed_for(7, 0) == 7 and seed_for(None, 4) is None
+    assert len({seed_for(7, start) for start in range(64)}) == 64
