@@ -139,10 +139,14 @@ def run_complete(args: argparse.Namespace) -> int:
     [generated] = engine.generate([prompt], params)
     candidates = [g.to_candidate() for g in generated]
     # Codex ranks samples by mean token log-prob; best first.
-    ranked = sorted(candidates, key=lambda c: c.mean_logprob, reverse=True)
+    ranked = sorted(
+        candidates,
+        key=lambda c: c.mean_logprob if c.mean_logprob is not None else float("-inf"),
+        reverse=True,
+    )
     for rank, candidate in enumerate(ranked, start=1):
         print(
-            f"--- candidate {rank}: mean log-prob {candidate.mean_logprob:.3f}, "
+            f"--- candidate {rank}: mean log-prob {_format_logprob(candidate.mean_logprob)}, "
             f"{len(candidate.token_logprobs)} tokens, finish={candidate.finish_reason}"
         )
         print(prompt + candidate.text)
@@ -169,3 +173,7 @@ def run_bench_sampling(args: argparse.Namespace) -> int:
         json_path=str(args.json) if args.json else None,
     )
     return 0
+
+
+def _format_logprob(value: float | None) -> str:
+    return "none (empty text)" if value is None else f"{value:.3f}"
