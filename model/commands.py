@@ -32,6 +32,13 @@ def register(commands: argparse._SubParsersAction, bench: argparse._SubParsersAc
         default=64,
         help="requests allowed to wait; more get 429 + Retry-After (default: %(default)s)",
     )
+    serve.add_argument(
+        "--max-rows",
+        type=int,
+        default=512,
+        help="most completions (prompts x n) one request may ask for; more get a 400 "
+        "(default: %(default)s)",
+    )
     serve.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
     serve.set_defaults(func=run_serve)
 
@@ -110,8 +117,8 @@ def run_serve(args: argparse.Namespace) -> int:
     from model.cli_support import CommandError
     from model.serve import serve
 
-    if args.max_batch < 1 or args.max_queue < 1:
-        raise CommandError("--max-batch and --max-queue must be >= 1")
+    if args.max_batch < 1 or args.max_queue < 1 or args.max_rows < 1:
+        raise CommandError("--max-batch, --max-queue and --max-rows must be >= 1")
     if not 0 < args.port < 65536:
         raise CommandError(f"--port must be in 1..65535, got {args.port}")
     model = _model_dir(args.model)
@@ -124,6 +131,7 @@ def run_serve(args: argparse.Namespace) -> int:
             port=args.port,
             max_batch=args.max_batch,
             max_queue=args.max_queue,
+            max_rows=args.max_rows,
             device=args.device,
         )
     except EngineLoadError as exc:
