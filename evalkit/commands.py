@@ -307,24 +307,9 @@ def _run_generation(config: Any, dataset: Any, backend: Any, args: argparse.Name
 
 
 def _print_summary(summary: dict[str, Any], out: Path) -> None:
-    from evalkit.coverage import denominator
+    from evalkit.summary import summary_text
 
-    metrics = [key for key in summary if key.startswith("pass@")]
-    parts = [f"{key} {summary[key]:.2%}" for key in metrics]
-    temperature = summary["temperature"]
-    at = f" at T={temperature}" if temperature is not None else ""
-    print(f"{summary['problems']} problems × n={summary['n']}{at}: " + ", ".join(parts))
-    print(f"scores are {denominator(summary)}")
-    print(
-        f"filtered pass@1 (best-ranked of n={summary.get('filtered_at_n', '?')} candidates, as the "
-        f"editor shows it): {summary['filtered_pass@1']:.2%}"
-    )
-    curve = summary.get("filtered_pass@1_curve") or {}
-    if curve:
-        print("  vs n: " + ", ".join(f"n={n} {value:.2%}" for n, value in curve.items()))
-    counts = ", ".join(f"{k} {v}" for k, v in summary["status_counts"].items() if v)
-    print(f"verdicts: {counts}")
-    print(f"results in {out}/summary.json; plots: docomplete eval report {out}")
+    print(summary_text(summary, out))
 
 
 # ----------------------------------------------------------------------------------------------

@@ -1,5 +1,4 @@
-"""A HumanEval prompt as the editor would see it: a function whose signature and docstring are
-written, the cursor where its body starts.
+"""A HumanEval prompt as the editor sees it: a written signature + docstring, cursor at the body.
 
 :func:`site_for_prompt` builds the candidate policy's :class:`~evalkit.candidate_policy.Site`
 from a prompt, the way ``server.context.find_completion_site`` builds it from a file: the

@@ -1,4 +1,4 @@
-"""The summary of a run: pass@k, filtered pass@1, ranking curves and the per-problem table.
+"""The summary of a run: pass@k, filtered pass@1, ranking curves, per-problem table, printout.
 
 Every figure is a mean over the problems that have verdicts; ``coverage`` says how many of the
 dataset's problems that is (``eval score --allow-partial``, ``eval run --limit``), and reports
@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from evalkit.candidate_policy import DEFAULT_N
-from evalkit.coverage import coverage
+from evalkit.coverage import coverage, denominator
 from evalkit.data import Problem
 from evalkit.passk import mean_pass_at_k, pass_at_k, reportable_ks
 from evalkit.ranking import (
@@ -127,6 +127,27 @@ def summarize(
         table.append(row)
     summary["per_problem"] = table
     return summary
+
+
+def summary_text(summary: dict[str, Any], out: Path) -> str:
+    """What ``eval run`` / ``eval score`` print: the figures, what they are over, the curve."""
+    metrics = [key for key in summary if key.startswith("pass@")]
+    parts = [f"{key} {summary[key]:.2%}" for key in metrics]
+    temperature = summary["temperature"]
+    at = f" at T={temperature}" if temperature is not None else ""
+    lines = [f"{summary['problems']} problems × n={summary['n']}{at}: " + ", ".join(parts)]
+    lines.append(f"scores are {denominator(summary)}")
+    lines.append(
+        f"filtered pass@1 (best-ranked of n={summary.get('filtered_at_n', '?')} candidates, as "
+        f"the editor shows it): {summary['filtered_pass@1']:.2%}"
+    )
+    curve = summary.get("filtered_pass@1_curve") or {}
+    if curve:
+        lines.append("  vs n: " + ", ".join(f"n={n} {value:.2%}" for n, value in curve.items()))
+    counts = ", ".join(f"{k} {v}" for k, v in summary["status_counts"].items() if v)
+    lines.append(f"verdicts: {counts}")
+    lines.append(f"results in {out}/summary.json; plots: docomplete eval report {out}")
+    return "\n".join(lines)
 
 
 def write_summary(out_dir: Path, summary: dict[str, Any]) -> None:
