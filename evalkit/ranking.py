@@ -35,10 +35,6 @@ class ScoredSample:
     compiles: bool = True  # the candidate policy keeps it (it compiles after post-processing)
     shown_passed: bool | None = None  # verdict of the body shown for it; None: same as passed
 
-    @property
-    def shown_verdict(self) -> bool:
-        return self.passed if self.shown_passed is None else self.shown_passed
-
 
 SortKey = Callable[[ScoredSample], tuple[float, ...]]
 

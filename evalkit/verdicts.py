@@ -53,11 +53,14 @@ def execute_samples(
     ]
     # A shown body that is not the sample's own code gets its own run of the hidden tests.
     rechecked = [
-        i
+        (i, clean)
         for i, ((problem, sample), clean) in enumerate(zip(flat, shown, strict=True))
         if clean is not None and not _same_code(problem, sample.completion, clean.continuation)
     ]
-    pairs += [(_shown_program(flat[i][0], shown[i]), flat[i][0].test_program()) for i in rechecked]
+    pairs += [
+        (flat[i][0].program(clean.continuation + "\n"), flat[i][0].test_program())
+        for i, clean in rechecked
+    ]
 
     def check(batch: list[tuple[str, str]]) -> list[Any]:
         return sandbox.check_many(
@@ -87,7 +90,7 @@ def execute_samples(
             site=sites[problem.task_id],
         )
         offset += len(samples)
-    shown_verdicts = dict(zip(rechecked, verdicts[len(flat) :], strict=True))
+    shown_verdicts = dict(zip([i for i, _ in rechecked], verdicts[len(flat) :], strict=True))
     records = []
     for index, ((problem, sample), verdict, clean) in enumerate(
         zip(flat, verdicts[: len(flat)], shown, strict=True)
@@ -138,11 +141,6 @@ def _same_code(problem: Problem, completion: str, continuation: str) -> bool:
     except (SyntaxError, ValueError, MemoryError, RecursionError):
         return False
     return ast.dump(ours) == ast.dump(shown)
-
-
-def _shown_program(problem: Problem, clean: CleanCandidate | None) -> str:
-    assert clean is not None
-    return problem.program(clean.continuation + "\n")
 
 
 def program_compiles(source: str) -> bool:
