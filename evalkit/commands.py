@@ -34,7 +34,16 @@ def register(commands: argparse._SubParsersAction, bench: argparse._SubParsersAc
         metavar="embedded|URL",
         help="'embedded' (in-process model) or one or more OpenAI-compatible server URLs",
     )
-    run.add_argument("--model", help="model directory (embedded) or model name (URL backends)")
+    run.add_argument(
+        "--model",
+        help="model directory (embedded); for URL backends a local tokenizer directory or, "
+        "if not a directory, the model name the server expects",
+    )
+    run.add_argument(
+        "--model-name",
+        help="the `model` field sent to URL backends (vLLM needs the name it serves); "
+        "default: the server's first /v1/models id",
+    )
     _add_dataset_arg(run)
     run.add_argument("--n", type=int, default=200, help="samples per problem (default 200)")
     run.add_argument("--temperature", type=float, default=0.8)
@@ -180,7 +189,9 @@ def model_fingerprint(model_dir: Path) -> str:
     return digest.hexdigest()[:16]
 
 
-def _make_backend(specs: list[str], model: str | None) -> tuple[Any, str, str | None]:
+def _make_backend(
+    specs: list[str], model: str | None, model_name: str | None = None
+) -> tuple[Any, str, str | None]:
     """The backend, how it is described in the config, and the model identity recorded."""
     from model.client import make_backend
     from model.paths import default_model_path
@@ -208,15 +219,17 @@ def _make_backend(specs: list[str], model: str | None) -> tuple[Any, str, str | 
     options: dict[str, Any] = {}
     if spec != "embedded":
         options["timeout_s"] = 900.0
-        if model is not None and not Path(model).expanduser().is_dir():
+        if model_name:
+            options["model_name"] = model_name
+            model_id = model_name
+        elif model is not None and not Path(model).expanduser().is_dir():
             options["model_name"] = model
     try:
         if spec == "embedded":
             backend = make_backend(spec, model_path=model_path)
         else:
-            backend = make_backend(
-                spec, model_path=None if "model_name" in options else model, **options
-            )
+            tokenizer = model if model and Path(model).expanduser().is_dir() else None
+            backend = make_backend(spec, model_path=tokenizer, **options)
     except BackendError as exc:
         raise CommandError(str(exc)) from None
     except (OSError, ValueError) as exc:
@@ -246,7 +259,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
     seed = args.seed if args.seed is not None else _recorded_seed(args.out)
     if seed is None:
         seed = secrets.randbits(31)
-    backend, backend_desc, model_id = _make_backend(args.backend, args.model)
+    backend, backend_desc, model_id = _make_backend(
+        args.backend, args.model, getattr(args, "model_name", None)
+    )
     config = RunConfig(
         dataset=dataset.name if dataset.name == "humaneval" else str(dataset.path.resolve()),
         dataset_sha256=dataset.sha256,
