@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from evalkit.passk import DEFAULT_KS, pass_at_k
-from evalkit.stats import PairedComparison, compare_paired
+from evalkit.stats import PairedComparison, compare_paired, format_p
 
 SUMMARY_FILE = "summary.json"
 PER_PROBLEM_FILE = "per_problem.jsonl"
@@ -156,7 +156,7 @@ def format_comparison(payload: dict[str, Any]) -> str:
         interval = f"[{_pp(row['ci_low'])}, {_pp(row['ci_high'])}]"
         lines.append(
             f"{row['metric']:<16}{100 * row['mean_a']:>7.1f}%{100 * row['mean_b']:>7.1f}%"
-            f"{_pp(row['difference']):>7} pp  {interval:<18}{row['p_value']:>7.3f}  "
+            f"{_pp(row['difference']):>7} pp  {interval:<18}{format_p(row['p_value']):>7}  "
             f"{row['verdict']}"
         )
     lines.append("")

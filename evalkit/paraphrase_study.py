@@ -22,7 +22,7 @@ import numpy as np
 
 from evalkit.data import Problem
 from evalkit.paraphrase import paraphrase_variants
-from evalkit.stats import compare_paired
+from evalkit.stats import compare_paired, format_p
 
 PARAPHRASE_CONFIG = "paraphrase_config.json"
 MANIFEST = "manifest.jsonl"
@@ -245,12 +245,13 @@ def format_paraphrase(payload: dict[str, Any]) -> str:
             if versus
             else "—"
         )
-        p_value = f"{versus['p_value']:.3f}" if versus else "—"
+        p_value = format_p(versus["p_value"]) if versus else "—"
         lines.append(
             f"| {entry['variant']} | {applied} | {100 * entry['pass@1']:.1f}% | {change} | "
             f"{p_value} | {100 * entry['filtered_pass@1']:.1f}% |"
         )
     spread = payload["spread"]
+    effect_p = format_p(payload["wording_effect_p"])
     rule = "any sample passes" if payload["solved_if"] == "any" else "most samples pass"
     lines += [
         "",
@@ -260,7 +261,7 @@ def format_paraphrase(payload: dict[str, Any]) -> str:
         f"pass@1 across the {payload['variant_sets']} sets: {100 * spread['min']:.1f}% … "
         f"{100 * spread['max']:.1f}% (range {100 * spread['range']:.1f} pp, "
         f"std {100 * spread['std']:.1f} pp); wording effect beyond noise: "
-        f"p = {payload['wording_effect_p']:.3f}",
+        f"p {'' if effect_p.startswith('<') else '= '}{effect_p}",
     ]
     if payload["fragile"]:
         names = " | ".join(entry["variant"] for entry in payload["sets"])

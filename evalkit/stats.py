@@ -91,6 +91,11 @@ def problems_needed(
     return max(2, math.ceil((z * sd / abs(mean)) ** 2))
 
 
+def format_p(p_value: float) -> str:
+    """``0.042``, or ``<0.001`` where three decimals would print a misleading zero."""
+    return "<0.001" if p_value < 0.001 else f"{p_value:.3f}"
+
+
 def verdict(difference: float, p_value: float, alpha: float) -> str:
     """The plain-language outcome of a test of B − A."""
     if p_value < alpha and difference > 0:

@@ -16,6 +16,7 @@ from evalkit import sandbox
 from evalkit.data import Problem, load_dataset
 from evalkit.doctest_runner import extract_examples
 from evalkit.paraphrase import TRANSFORMS, paraphrase_variants
+from evalkit.paraphrase_study import paraphrase_payload
 from evalkit.runner import docstring_of
 from server.cli import main
 from tests.fixtures.scripted_backend import Reply, ScriptedBackend
@@ -158,3 +159,27 @@ def test_paraphrase_works_on_any_humaneval_format_jsonl(tmp_path: Path) -> None:
         ]
     )
     assert all(v.status == "passed" for v in verdicts)
+
+
+def test_flips_are_measured_against_sampling_noise() -> None:
+    def table(counts: list[int], n: int = 10) -> dict[str, dict]:
+        return {
+            f"T/{i}": {"n": n, "correct": c, "filtered_pick_pass": c / n}
+            for i, c in enumerate(counts)
+        }
+
+    manifest: list[dict] = []
+    steady = paraphrase_payload([table([5, 2, 9, 0] * 5)] * 3, manifest, solved_if="majority")
+    assert steady["flipped_problems"] == 0 and steady["spread"]["range"] == 0.0
+    assert steady["wording_effect_p"] > 0.5
+    # Every rewritten set loses 8 of 10 samples on half the problems: far beyond noise.
+    original = [9, 1] * 10
+    reworded = [1, 1] * 10
+    shaken = paraphrase_payload(
+        [table(original), table(reworded), table(reworded)], manifest, solved_if="majority"
+    )
+    assert shaken["flipped_problems"] == 10 and shaken["flip_rate"] == 0.5
+    assert shaken["flip_rate_from_noise"] < shaken["flip_rate"]
+    assert shaken["wording_effect_p"] < 0.01
+    assert shaken["sets"][1]["vs_original"]["verdict"] == "A is better"
+    assert [row["range"] for row in shaken["fragile"]] == [0.8] * 10
