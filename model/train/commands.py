@@ -12,6 +12,7 @@ import sysconfig
 from pathlib import Path
 
 from model.cli_support import CommandError
+from model.train.data_commands import mine_all, register_data_commands, write_jsonl
 
 DATA = Path("data")
 
@@ -97,55 +98,7 @@ def register(commands: argparse._SubParsersAction, bench: argparse._SubParsersAc
     )
     ftd.set_defaults(func=_cmd_finetune_data)
 
-    mine = sub.add_parser(
-        "mine", help="mine every documented function and method (doctests run in the sandbox)"
-    )
-    mine.add_argument("--corpus", type=Path, default=DATA / "corpus")
-    mine.add_argument("--out", type=Path, default=DATA / "finetune" / "mined.jsonl")
-    mine.add_argument("--no-methods", dest="methods", action="store_false")
-    mine.add_argument(
-        "--no-sandbox-filter",
-        dest="sandbox_filter",
-        action="store_false",
-        help="keep examples whose doctests fail (default: drop them)",
-    )
-    mine.set_defaults(func=_cmd_mine)
-
-    comp = sub.add_parser(
-        "compose", help="generate compositional docstring tasks (typed operation chains)"
-    )
-    comp.add_argument("--n", type=int, default=10000, help="tasks to write")
-    comp.add_argument("--seed", type=int, default=0)
-    comp.add_argument("--out", type=Path, required=True, help="JSONL file to write")
-    comp.add_argument(
-        "--no-verify",
-        dest="verify",
-        action="store_false",
-        help="skip running each task's doctests in the sandbox",
-    )
-    comp.add_argument("--no-progress", dest="progress", action="store_false")
-    comp.add_argument("--report", type=Path, help="also write the report JSON here")
-    comp.set_defaults(func=_cmd_compose)
-
-    dec = sub.add_parser(
-        "decontam-report",
-        help="per eval problem, the nearest training docstrings and a look-alike flag",
-    )
-    dec.add_argument(
-        "--data", type=Path, nargs="+", required=True, metavar="JSONL", help="training data"
-    )
-    dec.add_argument(
-        "--eval",
-        type=Path,
-        action="append",
-        default=None,
-        metavar="JSONL",
-        help="eval problems (default: HumanEval and the held-out practical set)",
-    )
-    dec.add_argument("--out", type=Path, required=True, help="report JSON (+ a .md beside it)")
-    dec.add_argument("--threshold", type=float, default=None, help="look-alike score (0-1)")
-    dec.add_argument("--top-k", type=int, default=5, help="neighbours listed per problem")
-    dec.set_defaults(func=_cmd_decontam_report)
+    register_data_commands(sub, DATA)
 
     ft = sub.add_parser("finetune", help="Codex-S-style fine-tuning, loss on the body only")
     ft.add_argument("--init", type=Path, required=True, help="pretrained model directory")
@@ -358,7 +311,7 @@ def _cmd_finetune_data(args: argparse.Namespace) -> int:
     _require(args.corpus / "train.jsonl", "corpus", "run `docomplete train corpus` first")
     args.out.mkdir(parents=True, exist_ok=True)
     if args.mining == "all":
-        mined_examples, doctest_counts, mined, with_doctests = _mine_all(
+        mined_examples, doctest_counts, mined, with_doctests = mine_all(
             args.corpus / "train.jsonl", methods=True, sandbox_filter=args.sandbox_filter
         )
     else:
@@ -368,7 +321,7 @@ def _cmd_finetune_data(args: argparse.Namespace) -> int:
         doctest_counts = {}
         if args.sandbox_filter:
             mined_examples, doctest_counts = filter_by_doctests(mined_examples)
-    _write_jsonl(args.out / "mined.jsonl", mined_examples)
+    write_jsonl(args.out / "mined.jsonl", mined_examples)
     synthetic, report = generate(args.synthetic, args.seed)
     contamination = build_contamination(read_eval_problems([humaneval_path()]))
     clean = [e for e in synthetic if contamination.check(e["prompt"] + e["completion"]) is None]
@@ -386,120 +339,6 @@ def _cmd_finetune_data(args: argparse.Namespace) -> int:
     )
     (args.out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps(report))
-    return 0
-
-
-def _write_jsonl(path: Path, records: list[dict]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", encoding="utf-8") as out:
-        for record in records:
-            out.write(json.dumps(record) + "\n")
-
-
-def _mine_all(
-    corpus: Path, *, methods: bool, sandbox_filter: bool
-) -> tuple[list[dict], dict, int, int]:
-    from model.train.mine import mine_corpus_all, verify_doctests
-
-    examples, modules = mine_corpus_all(corpus, methods=methods)
-    mined = len(examples)
-    with_doctests = sum(e["has_doctest"] for e in examples)
-    counts: dict = {}
-    if sandbox_filter:
-        examples, counts = verify_doctests(examples, modules)
-    return examples, counts, mined, with_doctests
-
-
-def _cmd_mine(args: argparse.Namespace) -> int:
-    import time
-
-    _require(args.corpus / "train.jsonl", "corpus", "run `docomplete train corpus` first")
-    started = time.perf_counter()
-    examples, counts, mined, with_doctests = _mine_all(
-        args.corpus / "train.jsonl", methods=args.methods, sandbox_filter=args.sandbox_filter
-    )
-    _write_jsonl(args.out, examples)
-    kinds: dict[str, int] = {}
-    for example in examples:
-        key = f"{example['kind']}s" + ("_standalone" if example["standalone"] else "")
-        kinds[key] = kinds.get(key, 0) + 1
-    report = {
-        "mined": mined,
-        "mined_with_doctests": with_doctests,
-        "doctests_in_sandbox": counts,
-        "kept": len(examples),
-        "kept_with_verified_doctests": sum("doctest_verified" in e for e in examples),
-        "kept_by_kind": kinds,
-        "seconds": round(time.perf_counter() - started, 1),
-        "out": str(args.out),
-    }
-    print(json.dumps(report))
-    return 0
-
-
-def _cmd_compose(args: argparse.Namespace) -> int:
-    from model.train.compose_build import HELDOUT, generate, space_size
-    from model.train.corpus import build_contamination, humaneval_path, read_eval_problems
-
-    if args.n < 1:
-        raise CommandError("--n must be at least 1")
-    eval_files = [humaneval_path()] + ([HELDOUT] if HELDOUT.exists() else [])
-    contamination = build_contamination(read_eval_problems(eval_files))
-    records, report = generate(
-        args.n,
-        args.seed,
-        verify=args.verify,
-        reject=lambda r: contamination.check(r["prompt"] + r["completion"]) is not None,
-        progress=args.progress,
-    )
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    with open(args.out, "w", encoding="utf-8") as out:
-        for record in records:
-            out.write(json.dumps(record) + "\n")
-    report["space"] = space_size()
-    report["out"] = str(args.out)
-    if args.report is not None:
-        args.report.write_text(json.dumps(report, indent=2) + "\n")
-    print(json.dumps(report))
-    return 0
-
-
-def _cmd_decontam_report(args: argparse.Namespace) -> int:
-    from model.train.compose_build import HELDOUT
-    from model.train.corpus import humaneval_path, read_eval_problems
-    from model.train.decontam import (
-        DEFAULT_THRESHOLD,
-        DocIndex,
-        markdown,
-        read_records,
-        summarize,
-        task_report,
-    )
-
-    for path in args.data:
-        _require(path, "training data", "pass existing JSONL files to --data")
-    evals = args.eval or [humaneval_path(), *([HELDOUT] if HELDOUT.exists() else [])]
-    for path in evals:
-        _require(path, "eval problems", "pass existing JSONL files to --eval")
-    threshold = DEFAULT_THRESHOLD if args.threshold is None else args.threshold
-    try:
-        index = DocIndex.build(read_records(args.data))
-    except (ValueError, KeyError) as exc:
-        raise CommandError(
-            f"cannot read training data: {exc}; pass JSONL with a 'prompt'"
-        ) from None
-    rows = []
-    for path in evals:
-        name = path.name.removesuffix(".gz").removesuffix(".jsonl")
-        problems = read_eval_problems([path])
-        rows += task_report(problems, index, threshold=threshold, k=args.top_k, eval_name=name)
-    summary = summarize(rows, threshold, [str(p) for p in args.data], len(index.docs))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"summary": summary, "problems": rows}, indent=1) + "\n")
-    md_path = args.out.with_suffix(".md")
-    md_path.write_text(markdown(summary, rows))
-    print(json.dumps(summary["eval_sets"]))
-    print(f"wrote {args.out} and {md_path}")
     return 0
 
 

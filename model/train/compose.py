@@ -154,6 +154,8 @@ def _informative(chosen: Sequence[Example], ops: Sequence[Op], types: Sequence[s
     for i, op in enumerate(ops):
         if "splits" in op.tags and all(len(e.trace[i]) < 2 for e in chosen):
             return False
+        if "tally" in op.tags and all(max(e.trace[i].values(), default=0) < 2 for e in chosen):
+            return False  # a tally of distinct items says nothing
         if len(op.takes) == 1 and types[i] == types[i + 1]:  # must change something somewhere
             before = [e.inputs[0] if i == 0 else e.trace[i - 1] for e in chosen]
             if all(b == e.trace[i] for b, e in zip(before, chosen, strict=True)):

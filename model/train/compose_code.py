@@ -91,7 +91,7 @@ class Comp:
     conds: list[str] = field(default_factory=list)
 
     def body(self) -> str:
-        ifs = "".join(f" if {c}" for c in self.conds)
+        ifs = f" if {' and '.join(self.conds)}" if self.conds else ""
         return f"{self.elt} for {self.var} in {self.src}{ifs}"
 
 
@@ -227,7 +227,7 @@ class Emitter:
             if op.kind == "filter":
                 conds = [*comp.conds, fill(template, element)]
                 return Val(comp=Comp(comp.var, comp.var, comp.src, conds), elem=elem, hints=hints)
-            ifs = "".join(f" if {c}" for c in comp.conds)
+            ifs = f" if {' and '.join(comp.conds)}" if comp.conds else ""
             pair = fill(template, element)
             return Val(code=f"{{{pair} for {comp.var} in {comp.src}{ifs}}}", hints=hints)
         if op.kind == "agg" and op.pre:

@@ -287,7 +287,7 @@ _WORD_OPS = [
        ("count how often each one occurs", "tally them in a dictionary"),
        ("a dictionary mapping each word of {x} to its number of occurrences", "the tally of the strings in {x}"),
        ("counts", "tally", "frequencies"), ("counts",),
-       loop=(("$out = {}", "$out[$x] = $out.get($x, 0) + 1"),)),
+       loop=(("$out = {}", "$out[$x] = $out.get($x, 0) + 1"),), tags=frozenset({"tally"})),
     Op("length_map", (LS,), DI, "dictmap", lambda ws: {w: len(w) for w in ws}, ("$e: len($e)",),
        ("map each string in {x} to its length in a dictionary", "build a dictionary from every word of {x} to its length"),
        ("map each to its length", "build a dictionary from each word to its length"),
