@@ -21,6 +21,7 @@ from model.train.compose_ops import ANY_LIST, CONST_DRAWS, DI, DL, LI, LS, Op
 
 VERIFY_CHUNK = 100  # tasks per sandboxed program
 BATCH = 2000  # tasks drawn between verification rounds
+MAX_REPEATS = 3  # copies of one semantic task (chain + constants), each worded anew
 HELDOUT = Path(__file__).resolve().parents[2] / "evalkit" / "datasets" / "heldout_practical.jsonl"
 
 # Runs inside the sandbox after the program (which defines TASKS = [(source, name), ...]).
@@ -101,16 +102,22 @@ def generate(
     reject: Callable[[dict], bool] | None = None,
     progress: bool = False,
     workers: int | None = None,
+    max_repeats: int = MAX_REPEATS,
 ) -> tuple[list[dict], dict[str, Any]]:
     """``count`` distinct task records (deterministic per seed) and a report of what was
-    drawn, dropped as a duplicate, rejected, and failed in the sandbox."""
+    drawn, dropped as a duplicate, rejected, and failed in the sandbox.
+
+    Short chains over few operations come up again and again; a semantic task (same chain,
+    same constants) is kept at most ``max_repeats`` times, each time with other words and
+    examples."""
     reserved = reserved_names() if reserved is None else reserved
     stats: dict[str, int] = {}
     tasks = iter_tasks(seed, reserved, stats)
     kept: list[dict] = []
     seen_prompts: set[str] = set()
-    seen_keys: set[str] = set()
+    seen_keys: dict[str, int] = {}
     counts = {"drawn": 0, "duplicate_prompts": 0, "repeated_semantics": 0, "rejected": 0}
+    counts["over_repeat_cap"] = 0
     counts["failed_verification"] = 0
     bar = _progress(count, progress)
     while len(kept) < count:
@@ -126,8 +133,12 @@ def generate(
                 counts["rejected"] += 1
                 continue
             key = record.pop("task_key")
-            counts["repeated_semantics"] += key in seen_keys
-            seen_keys.add(key)
+            seen = seen_keys.get(key, 0)
+            if seen >= max_repeats:
+                counts["over_repeat_cap"] += 1
+                continue
+            counts["repeated_semantics"] += seen > 0
+            seen_keys[key] = seen + 1
             batch.append(record)
         verdicts = verify_tasks(batch, workers=workers) if verify else [True] * len(batch)
         passed = [r for r, ok in zip(batch, verdicts, strict=True) if ok]

@@ -62,6 +62,13 @@ def register_data_commands(sub: argparse._SubParsersAction, data: Path) -> None:
     dec.add_argument("--out", type=Path, required=True, help="report JSON (+ a .md beside it)")
     dec.add_argument("--threshold", type=float, default=None, help="look-alike score (0-1)")
     dec.add_argument("--top-k", type=int, default=5, help="neighbours listed per problem")
+    dec.add_argument(
+        "--run-neighbours",
+        type=int,
+        default=10,
+        metavar="K",
+        help="run the K nearest training functions against each problem's tests (0: off)",
+    )
     dec.set_defaults(func=_cmd_decontam_report)
 
 
@@ -151,6 +158,7 @@ def _cmd_decontam_report(args: argparse.Namespace) -> int:
     from model.train.decontam import (
         DEFAULT_THRESHOLD,
         DocIndex,
+        behaviour_check,
         markdown,
         read_records,
         summarize,
@@ -170,11 +178,19 @@ def _cmd_decontam_report(args: argparse.Namespace) -> int:
             f"cannot read training data: {exc}; pass JSONL with a 'prompt'"
         ) from None
     rows = []
+    k = max(args.top_k, args.run_neighbours)
     for path in evals:
         name = path.name.removesuffix(".gz").removesuffix(".jsonl")
         problems = read_eval_problems([path])
-        rows += task_report(problems, index, threshold=threshold, k=args.top_k, eval_name=name)
-    summary = summarize(rows, threshold, [str(p) for p in args.data], len(index.docs))
+        part = task_report(problems, index, threshold=threshold, k=k, eval_name=name)
+        if args.run_neighbours > 0:
+            behaviour_check(problems, part, index, neighbours=args.run_neighbours)
+        for row in part:
+            row["nearest"] = row["nearest"][: args.top_k]
+        rows += part
+    summary = summarize(
+        rows, threshold, [str(p) for p in args.data], len(index.docs), args.run_neighbours
+    )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"summary": summary, "problems": rows}, indent=1) + "\n")
     md_path = args.out.with_suffix(".md")

@@ -5,7 +5,9 @@ words (stop words removed) and word bigrams. Two docstrings score by IDF-weighte
 overlap of those features, so shared rare words ("palindrome", "fibonacci") count and shared
 boilerplate ("return", "list") hardly does. An inverted index over the rarer features finds
 the candidates, so a problem is compared with a few hundred training docstrings, not all of
-them. A problem whose best neighbour scores at or above ``threshold`` is a look-alike.
+them. A problem whose best neighbour scores at or above ``threshold`` is a look-alike by text;
+``behaviour_check`` adds look-alikes by behaviour: a nearby training function that passes the
+problem's hidden tests when run in the sandbox.
 """
 
 from __future__ import annotations
@@ -66,6 +68,7 @@ class TrainingDoc:
     feats: frozenset[str]
     sources: list[str] = field(default_factory=list)  # the first few
     count: int = 0
+    programs: list[tuple[str, str]] = field(default_factory=list)  # (function name, source)
 
 
 @dataclass
@@ -87,8 +90,14 @@ class DocIndex:
             if doc is None:
                 doc = by_text[text] = TrainingDoc(text, features(text))
             doc.count += 1
+            source = str(record.get("source", "?"))
             if len(doc.sources) < 3:
-                doc.sources.append(str(record.get("source", "?")))
+                doc.sources.append(source)
+            name = source.rsplit(":", 1)[-1]
+            program = str(record.get("prompt", "")) + str(record.get("completion", ""))
+            distinct = all(p != program for _, p in doc.programs)
+            if len(doc.programs) < 2 and name.isidentifier() and distinct:
+                doc.programs.append((name, program))  # methods ("Class.name") are skipped
         docs = list(by_text.values())
         df: Counter[str] = Counter(f for d in docs for f in d.feats)
         total = max(len(docs), 1)
@@ -121,6 +130,7 @@ class DocIndex:
         scored.sort(key=lambda item: (-item[0], item[1]))
         return [
             {
+                "doc_id": i,
                 "score": round(score, 4),
                 "docstring": self.docs[i].text[:300],
                 "sources": self.docs[i].sources,
@@ -160,14 +170,61 @@ def task_report(
                 "entry_point": problem.get("entry_point", ""),
                 "docstring": prose[:300],
                 "best_score": best,
+                "threshold": threshold,
                 "look_alike": best >= threshold,
+                "reason": "text" if best >= threshold else "",
                 "nearest": neighbours,
             }
         )
     return rows
 
 
-def summarize(rows: Sequence[dict], threshold: float, data: Sequence[str], docs: int) -> dict:
+def behaviour_check(
+    problems: Sequence[dict],
+    rows: list[dict[str, Any]],
+    index: DocIndex,
+    *,
+    neighbours: int = 10,
+    timeout_s: float = 3.0,
+) -> None:
+    """Run the bodies of each problem's ``neighbours`` nearest training functions against
+    the problem's hidden tests in the sandbox; a problem that one of them solves is a
+    look-alike by behaviour (the task matches even when the words do not)."""
+    from evalkit.sandbox import check_many
+
+    jobs: list[tuple[int, str, str, str]] = []  # (row, training source, program, test)
+    for r, (problem, row) in enumerate(zip(problems, rows, strict=True)):
+        if not problem.get("test") or not problem.get("prompt"):
+            continue  # nothing to run against
+        seen: set[str] = set()
+        for near in row["nearest"][:neighbours]:
+            doc = index.docs[near["doc_id"]]
+            for name, program in doc.programs:
+                if program in seen:
+                    continue
+                seen.add(program)
+                # The problem's prompt first: its tests may call helpers defined there.
+                setup = f"{problem['prompt']}    pass\n\n\n{program}"
+                test = f"{problem['test']}\n\ncheck({name})\n"
+                jobs.append((r, doc.sources[0], setup, test))
+    results = check_many([(setup, test) for _, _, setup, test in jobs], timeout_s=timeout_s)
+    for row in rows:
+        row["solved_by"] = []
+    for (r, source, _, _), result in zip(jobs, results, strict=True):
+        if result.status == "passed" and source not in rows[r]["solved_by"]:
+            rows[r]["solved_by"].append(source)
+    for row in rows:
+        by_text = row["best_score"] >= row["threshold"]
+        by_behaviour = bool(row["solved_by"])
+        row["look_alike"] = by_text or by_behaviour
+        row["reason"] = "+".join(
+            [why for why, hit in (("text", by_text), ("behaviour", by_behaviour)) if hit]
+        )
+
+
+def summarize(
+    rows: Sequence[dict], threshold: float, data: Sequence[str], docs: int, neighbours_run: int = 0
+) -> dict:
     by_set: dict[str, dict[str, Any]] = {}
     for row in rows:
         entry = by_set.setdefault(row["eval_set"], {"problems": 0, "look_alikes": []})
@@ -176,8 +233,14 @@ def summarize(rows: Sequence[dict], threshold: float, data: Sequence[str], docs:
             entry["look_alikes"].append(row["task_id"])
     for entry in by_set.values():
         entry["look_alike_count"] = len(entry["look_alikes"])
+    for row in rows:
+        if row["look_alike"]:
+            entry = by_set[row["eval_set"]]
+            key = f"by_{row.get('reason') or 'text'}"
+            entry[key] = entry.get(key, 0) + 1
     return {
         "threshold": threshold,
+        "neighbours_run": neighbours_run,
         "training_files": list(data),
         "distinct_training_docstrings": docs,
         "eval_sets": by_set,
@@ -190,7 +253,9 @@ def markdown(summary: dict, rows: Sequence[dict], *, shown: int = 40) -> str:
     out.append(
         f"Training data: {', '.join(summary['training_files'])} "
         f"({summary['distinct_training_docstrings']:,} distinct docstrings). Score: IDF-weighted "
-        f"Jaccard overlap of words and word bigrams; look-alike at score >= {summary['threshold']}."
+        f"Jaccard overlap of words and word bigrams. A problem is a look-alike by text when its "
+        f"best score is >= {summary['threshold']}, and by behaviour when the body of one of its "
+        f"{summary.get('neighbours_run', 0)} nearest training functions passes its hidden tests."
     )
     out.append("")
     for name, entry in summary["eval_sets"].items():
@@ -198,11 +263,13 @@ def markdown(summary: dict, rows: Sequence[dict], *, shown: int = 40) -> str:
         out.append(f"* **{name}**: {entry['look_alike_count']} of {entry['problems']}: {ids}")
     out += ["", "| problem | score | look-alike | nearest training docstring (source) |"]
     out.append("|---|---:|---|---|")
-    ranked = sorted(rows, key=lambda r: -r["best_score"])[:shown]
+    ranked = sorted(rows, key=lambda r: (not r["look_alike"], -r["best_score"]))[:shown]
     for row in ranked:
         near: dict[str, Any] = row["nearest"][0] if row["nearest"] else {}
         cell = str(near.get("docstring", ""))[:120].replace("|", "\\|")
         source = near["sources"][0] if near.get("sources") else ""
-        flag = "yes" if row["look_alike"] else ""
+        flag = row.get("reason", "") or ("yes" if row["look_alike"] else "")
+        if row.get("solved_by"):
+            flag += f" (solved by {', '.join(row['solved_by'][:2])})"
         out.append(f"| {row['task_id']} | {row['best_score']:.3f} | {flag} | {cell} ({source}) |")
     return "\n".join(out) + "\n"

@@ -27,6 +27,7 @@ MAX_BODY_LINES = 60
 MAX_ASSIGN_LINES = 10
 MAX_CONTEXT_CHARS = 2500
 MAX_CLASS_DOC_LINES = 12
+MAX_MEMBER_STUBS = 12
 SHORT_HELPER_LINES = 12
 _BUILTINS = frozenset(dir(builtins)) | {"__file__", "__name__", "__doc__", "__class__"}
 _STDLIB = frozenset(sys.stdlib_module_names)
@@ -223,7 +224,8 @@ def _split(
 
 
 def _class_header(index: ModuleIndex, cls: ast.ClassDef, target: ast.AST) -> str:
-    """Class line, docstring (cut if long), short attributes, other members' signatures."""
+    """Class line, docstring (cut if long), short attributes, other members' signatures
+    (``__init__`` and the nearest others when the class is big)."""
     lines = index.lines
     first = cls.body[0]
     start = cls.decorator_list[0].lineno if cls.decorator_list else cls.lineno
@@ -239,14 +241,19 @@ def _class_header(index: ModuleIndex, cls: ast.ClassDef, target: ast.AST) -> str
         parts.append("\n".join(doc))
         members = cls.body[1:]
     attributes = []
-    signatures = []
-    for node in members:
+    others: list[tuple[int, int, str]] = []  # (distance from the target, position, stub)
+    position = members.index(target) if target in members else 0
+    for i, node in enumerate(members):
         if node is target:
             continue
         if isinstance(node, ast.Assign | ast.AnnAssign) and node.lineno == node.end_lineno:
             attributes.append(lines[node.lineno - 1])
         elif isinstance(node, _FUNCS | ast.ClassDef):
-            signatures.append(stub(node, "    "))
+            distance = -1 if node.name == "__init__" else abs(i - position)
+            others.append((distance, i, stub(node, "    ")))
+    # A big class keeps __init__ and the members nearest the target, in class order.
+    nearest = sorted(others)[:MAX_MEMBER_STUBS]
+    signatures = [text for _, _, text in sorted(nearest, key=lambda item: item[1])]
     if attributes:
         parts.append("\n".join(attributes[:10]))
     if signatures:

@@ -6,7 +6,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from model.train.decontam import DocIndex, docstring_prose, features, task_report
+from model.train.decontam import (
+    DocIndex,
+    behaviour_check,
+    docstring_prose,
+    features,
+    task_report,
+)
 
 PROBLEMS = [
     {
@@ -61,6 +67,31 @@ def test_a_reworded_copy_is_a_look_alike_and_an_unrelated_task_is_not() -> None:
     assert not unrelated["look_alike"] and unrelated["best_score"] < 0.1
 
 
+def test_a_training_function_that_passes_the_hidden_tests_is_a_look_alike_by_behaviour() -> None:
+    problem = {
+        "task_id": "Fix/2",
+        "entry_point": "flip",
+        "prompt": 'def flip(s):\n    """Swap the case of every letter in s."""\n',
+        "test": "def check(candidate):\n    assert candidate('aBc') == 'AbC'\n",
+    }
+    toggle = {
+        "prompt": 'def toggle(text):\n    """Return text with each letter in the other case."""\n',
+        "completion": "    return text.swapcase()\n",
+        "source": "synthetic:toggle",
+    }
+    upper = {
+        "prompt": 'def shout(text):\n    """Return text with every letter in upper case."""\n',
+        "completion": "    return text.upper()\n",
+        "source": "synthetic:shout",
+    }
+    index = DocIndex.build([toggle, upper, *TRAINING])
+    rows = task_report([problem], index, threshold=0.99, k=5)
+    assert not rows[0]["look_alike"]  # the words differ too much
+    behaviour_check([problem], rows, index, neighbours=5)
+    assert rows[0]["look_alike"] and rows[0]["reason"] == "behaviour"
+    assert rows[0]["solved_by"] == ["synthetic:toggle"]
+
+
 def test_cli_writes_json_and_markdown(tmp_path: Path, capsys) -> None:
     from server.cli import main
 
@@ -73,7 +104,12 @@ def test_cli_writes_json_and_markdown(tmp_path: Path, capsys) -> None:
     assert main([*args, "--out", str(out)]) == 0
     report = json.loads(out.read_text())
     entry = report["summary"]["eval_sets"]["problems"]
-    assert entry == {"problems": 2, "look_alikes": ["Fix/0"], "look_alike_count": 1}
+    assert entry == {
+        "problems": 2,
+        "look_alikes": ["Fix/0"],
+        "look_alike_count": 1,
+        "by_text": 1,
+    }
     assert [row["task_id"] for row in report["problems"]] == ["Fix/0", "Fix/1"]
     markdown = out.with_suffix(".md").read_text()
     assert "| Fix/0 |" in markdown and "1 of 2: Fix/0" in markdown
