@@ -148,7 +148,10 @@ def generate(
             bar.update(len(passed))
     if bar is not None:
         bar.close()
-    chains = {len(r["ops"].split(">")) for r in kept}
+    lengths: dict[int, int] = {}
+    for record in kept:
+        steps = record["ops"].count(">") + 1
+        lengths[steps] = lengths.get(steps, 0) + 1
     report: dict[str, Any] = {
         "count": len(kept),
         "seed": seed,
@@ -157,7 +160,7 @@ def generate(
         "chains_without_informative_examples": stats.get("no_informative_examples", 0),
         "body_mismatches": stats.get("body_mismatch", 0),
         "distinct_semantic_tasks": len(seen_keys),
-        "chain_lengths": sorted(chains),
+        "chain_lengths": dict(sorted(lengths.items())),
         "operations": len(OPS),
     }
     return kept, report

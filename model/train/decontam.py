@@ -233,17 +233,25 @@ def summarize(
             entry["look_alikes"].append(row["task_id"])
     for entry in by_set.values():
         entry["look_alike_count"] = len(entry["look_alikes"])
+    flagged: dict[str, list[str]] = {}  # training source -> the problems it looks like
     for row in rows:
         if row["look_alike"]:
             entry = by_set[row["eval_set"]]
             key = f"by_{row.get('reason') or 'text'}"
             entry[key] = entry.get(key, 0) + 1
+            sources = list(row.get("solved_by", []))
+            if row["best_score"] >= threshold and row["nearest"]:
+                sources += row["nearest"][0]["sources"]
+            for source in dict.fromkeys(sources):
+                flagged.setdefault(source, []).append(str(row["task_id"]))
     return {
         "threshold": threshold,
         "neighbours_run": neighbours_run,
         "training_files": list(data),
         "distinct_training_docstrings": docs,
         "eval_sets": by_set,
+        # What to drop from the training data to keep the eval sets clean.
+        "flagged_sources": flagged,
     }
 
 

@@ -111,6 +111,7 @@ def test_cli_writes_json_and_markdown(tmp_path: Path, capsys) -> None:
         "by_text": 1,
     }
     assert [row["task_id"] for row in report["problems"]] == ["Fix/0", "Fix/1"]
+    assert report["summary"]["flagged_sources"] == {"synthetic:digits_words": ["Fix/0"]}
     markdown = out.with_suffix(".md").read_text()
     assert "| Fix/0 |" in markdown and "1 of 2: Fix/0" in markdown
     strict = tmp_path / "strict.json"
