@@ -122,6 +122,7 @@ class Example:
     promoted: tuple
     trace: list[Any]  # value after each step (trace[-1] is the output)
     call_args: str
+    consts: list[list[Any]]  # every step's constants for this call (promoted ones drawn)
 
 
 def _run_chain(ops: Sequence[Op], consts: Sequence[Sequence[Any]], inputs: tuple) -> list[Any]:
@@ -160,7 +161,24 @@ def _informative(chosen: Sequence[Example], ops: Sequence[Op], types: Sequence[s
             before = [e.inputs[0] if i == 0 else e.trace[i - 1] for e in chosen]
             if all(b == e.trace[i] for b, e in zip(before, chosen, strict=True)):
                 return False
+            if not _matters(i, chosen, ops):
+                return False
     return True
+
+
+def _matters(step: int, chosen: Sequence[Example], ops: Sequence[Op]) -> bool:
+    """Whether leaving out a type-preserving step changes some output (a later step may
+    undo it: scaling values before listing only the keys, sorting before summing)."""
+    rest = [op for i, op in enumerate(ops) if i != step]
+    for example in chosen:
+        consts = [c for i, c in enumerate(example.consts) if i != step]
+        inputs = example.inputs if step > 0 else (example.inputs[0],)
+        try:
+            if _run_chain(rest, consts, inputs)[-1] != example.trace[-1]:
+                return True
+        except Exception:
+            return True  # the step is needed for the rest to run at all
+    return False
 
 
 def draw_examples(
@@ -197,7 +215,7 @@ def draw_examples(
             continue
         if any(_oversized(value) for value in trace):
             continue
-        candidates.append(Example(inputs, tuple(extra), trace, args))
+        candidates.append(Example(inputs, tuple(extra), trace, args, values))
         if len(candidates) >= 6:
             break
     want = r.choice((2, 3, 3))
