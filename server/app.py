@@ -3,8 +3,9 @@
 Methods: ``textDocument/inlineCompletion`` (best candidate as ghost text),
 ``textDocument/completion`` (fallback: every candidate as an item), ``docomplete/candidates``
 (ranked candidates with scores and verdicts, for a picker), ``docomplete/shown`` and the
-``docomplete.accept`` command (telemetry), ``docomplete/telemetry`` (recent events). The work
-itself lives in :mod:`server.pipeline`.
+``docomplete.accept`` / ``docomplete.acceptPartial`` commands (telemetry),
+``docomplete/telemetry`` (recent events). The work itself lives in :mod:`server.pipeline`, A/B
+arms in :mod:`server.ab`, the telemetry events in :mod:`server.engagement`.
 """
 
 from __future__ import annotations
@@ -16,12 +17,15 @@ from collections import OrderedDict
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 from lsprotocol import types
 from pygls.exceptions import JsonRpcException
 from pygls.lsp.server import LanguageServer
 
+from server.ab import arm_index, pick_arm
 from server.config import CONFIG_SECTION, ServerConfig, config_as_json, parse_config
+from server.engagement import EngagementTracker
 from server.pipeline import (
     BackendFactory,
     BackendFailure,
@@ -33,7 +37,7 @@ from server.pipeline import (
     new_request_id,
 )
 from server.postprocess import insertion_text
-from server.telemetry import TelemetryLog
+from server.telemetry import TelemetryLog, telemetry_path
 
 logger = logging.getLogger("server")
 
@@ -41,6 +45,7 @@ CANDIDATES_METHOD = "docomplete/candidates"
 SHOWN_METHOD = "docomplete/shown"
 TELEMETRY_METHOD = "docomplete/telemetry"
 ACCEPT_COMMAND = "docomplete.accept"
+ACCEPT_PARTIAL_COMMAND = "docomplete.acceptPartial"
 
 #: LSP's RequestFailed: the request was valid but the server could not answer it.
 REQUEST_FAILED = -32803
@@ -82,13 +87,15 @@ class DocompleteServer(LanguageServer):
         self.config = ServerConfig()
         self.pipeline = CompletionPipeline(backend_factory=backend_factory)
         self.log_dir = log_dir
-        self.telemetry = TelemetryLog(log_dir / "telemetry.jsonl" if log_dir else None)
+        self.telemetry = TelemetryLog()  # its file is set with the settings
+        self.engagement = EngagementTracker(self.telemetry, self.open_text)
         self.config_ready: asyncio.Event | None = None
         # Per document: the task of the request being answered and the prompt it is for.
         self.inflight: dict[str, tuple[asyncio.Task[Any], str]] = {}
         self.outcomes: OrderedDict[str, CompletionOutcome] = OrderedDict()
         self.warm_up_task: asyncio.Future[None] | None = None
         self.warm_up_key: tuple[tuple[str, ...], str | None] | None = None
+        self.notices_shown: set[str] = set()
 
     # -- settings ---------------------------------------------------------------------------
 
@@ -97,8 +104,8 @@ class DocompleteServer(LanguageServer):
         self.config = config
         level = {"error": logging.ERROR, "warning": logging.WARNING, "info": logging.INFO}
         logging.getLogger("server").setLevel(level.get(config.log_level, logging.DEBUG))
-        if config.telemetry_file:
-            self.telemetry.set_path(Path(config.telemetry_file).expanduser())
+        self.telemetry.set_path(telemetry_path(config.telemetry_file))
+        self.engagement.configure(config.retention_delays, config.dismiss_timeout)
         for problem in problems:
             logger.warning(problem)
             self.window_show_message(
@@ -162,7 +169,22 @@ class DocompleteServer(LanguageServer):
         else:
             logger.info("warm-up done in %.0f ms", (time.perf_counter() - started) * 1000)
 
+    def open_text(self, uri: str) -> str | None:
+        """The text of an open document, None when the client has not opened (or closed) it."""
+        document = self.workspace.text_documents.get(unquote(uri))
+        return document.source if document is not None else None
+
     # -- completion ---------------------------------------------------------------------------
+
+    def show_new_notices(self) -> None:
+        """Tell the user, once each, what the model server made the client adapt to (e.g.
+        fewer candidates than ``n``, no log-probs), naming the server flag that avoids it."""
+        for notice in self.pipeline.backend_notices():
+            if notice not in self.notices_shown:
+                self.notices_shown.add(notice)
+                self.window_show_message(
+                    types.ShowMessageParams(type=types.MessageType.Warning, message=notice)
+                )
 
     def remember(self, outcome: CompletionOutcome) -> None:
         self.outcomes[outcome.request_id] = outcome
@@ -173,6 +195,7 @@ class DocompleteServer(LanguageServer):
         self, uri: str, position: types.Position, method: str
     ) -> CompletionOutcome | None:
         """Find the site, cancel this document's previous request, run the pipeline."""
+        self.engagement.request_started(uri)
         config = await self.settings()
         document = self.workspace.get_text_document(uri)
         offset = document.offset_at_position(position)
@@ -203,9 +226,15 @@ class DocompleteServer(LanguageServer):
             previous.cancel()
         if current is not None:
             self.inflight[uri] = (current, site.prompt)
+        arm = pick_arm(config, site.prompt, uri=uri, session=self.telemetry.session)
         try:
             outcome = await self.pipeline.complete(
-                site, config, request_id=request_id, affinity=uri, want_all=method == "candidates"
+                site,
+                config,
+                request_id=request_id,
+                affinity=uri,
+                arm=arm,
+                want_all=method == "candidates",
             )
         except BackendFailure as failure:
             if failure.first_of_outage:
@@ -222,25 +251,12 @@ class DocompleteServer(LanguageServer):
         finally:
             if current is not None and self.inflight.get(uri, (None, ""))[0] is current:
                 del self.inflight[uri]
+        self.show_new_notices()
+        # A cache entry may have been filled by another arm with the same sampling settings.
+        outcome.arm = str(arm["name"]) if arm else None
         self.remember(outcome)
-        self.telemetry.record(
-            "completion",
-            requestId=request_id,
-            uri=uri,
-            method=method,
-            function=site.function_name,
-            arm=outcome.arm,
-            temperature=outcome.params.temperature,
-            topP=outcome.params.top_p,
-            n=outcome.params.n,
-            candidates=len(outcome.ranked),
-            fromCache=outcome.from_cache,
-            bestDoctest=outcome.ranked[0].doctest.status if outcome.ranked else None,
-            latencyMs=round(outcome.timings_ms.get("total", 0.0), 1),
-            timingsMs={k: round(v, 1) for k, v in outcome.timings_ms.items()},
-            decodeSteps=outcome.decode_steps,
-            answered=outcome.answered,
-        )
+        assignment = {"assignment": config.ab_assignment, "armIndex": arm_index(config, arm)}
+        self.engagement.offered(outcome, uri, method, assignment if arm else {})
         return outcome
 
 
@@ -316,7 +332,13 @@ def create_server(
     async def shutdown(ls: DocompleteServer, params: None) -> None:
         for task, _prompt in list(ls.inflight.values()):
             task.cancel()
+        ls.engagement.close()
         await ls.pipeline.aclose()
+        await asyncio.to_thread(ls.telemetry.close)
+
+    @server.feature(types.TEXT_DOCUMENT_DID_CHANGE)
+    def did_change(ls: DocompleteServer, params: types.DidChangeTextDocumentParams) -> None:
+        ls.engagement.document_changed(params.text_document.uri)
 
     @server.feature(types.TEXT_DOCUMENT_INLINE_COMPLETION, types.InlineCompletionOptions())
     async def inline_completion(
@@ -397,38 +419,27 @@ def create_server(
 
     @server.feature(SHOWN_METHOD)
     def shown(ls: DocompleteServer, params: Any) -> None:
-        request_id = _get(params, "requestId")
-        index = _get(params, "index", 0)
-        outcome = ls.outcomes.get(str(request_id))
-        ls.telemetry.record(
-            "shown",
-            requestId=request_id,
-            index=index,
-            arm=outcome.arm if outcome else None,
-        )
+        ls.engagement.shown(_get(params, "requestId"), _get(params, "index", 0))
 
     @server.command(ACCEPT_COMMAND)
     def accept(ls: DocompleteServer, *arguments: Any) -> None:
         details = arguments[0] if arguments and isinstance(arguments[0], Mapping) else {}
         request_id = details.get("requestId")
-        index = details.get("index", 0)
-        outcome = ls.outcomes.get(str(request_id))
-        ranked = (
-            outcome.ranked[index]
-            if outcome and isinstance(index, int) and 0 <= index < len(outcome.ranked)
-            else None
+        ls.engagement.accepted(
+            ls.outcomes.get(str(request_id)), request_id, details.get("index", 0)
         )
-        ls.telemetry.record(
-            "accepted",
-            requestId=request_id,
-            index=index,
-            arm=outcome.arm if outcome else None,
-            temperature=outcome.params.temperature if outcome else None,
-            doctest=ranked.doctest.status if ranked else None,
+
+    @server.command(ACCEPT_PARTIAL_COMMAND)
+    def accept_partial(ls: DocompleteServer, *arguments: Any) -> None:
+        details = arguments[0] if arguments and isinstance(arguments[0], Mapping) else {}
+        ls.engagement.partially_accepted(
+            details.get("requestId"), details.get("index", 0), details.get("acceptedLength")
         )
 
     @server.feature(TELEMETRY_METHOD)
-    def telemetry(ls: DocompleteServer, params: Any) -> dict[str, Any]:
+    async def telemetry(ls: DocompleteServer, params: Any) -> dict[str, Any]:
+        # Answer once the events are on disk, so a reader of the database sees them too.
+        await asyncio.to_thread(ls.telemetry.flush)
         return {"events": list(ls.telemetry.recent)}
 
     return server

@@ -128,7 +128,8 @@ async def _measure(settings: dict[str, Any], workload: list[BenchRequest]) -> di
     doctest_ms = [
         float(e["timingsMs"].get("doctest", 0)) for e in uncached_events if e.get("timingsMs")
     ]
-    passes = sum(e.get("bestDoctest") == "passed" for e in uncached_events)
+    # The completion event names its top candidate's verdict "doctest" ("bestDoctest" before).
+    passes = sum(e.get("doctest", e.get("bestDoctest")) == "passed" for e in uncached_events)
     to_passing = [
         float(e["timingsMs"]["firstPass"])
         for e in uncached_events

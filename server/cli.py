@@ -20,7 +20,8 @@ _COMMAND_MODULES = (
     "server.commands",  # lsp, demo, bench lsp
     "model.commands",  # serve, complete, bench sampling
     "model.train.commands",  # train …
-    "evalkit.commands",  # eval …, ab …, bench eval
+    "evalkit.commands",  # eval …, bench eval
+    "evalkit.ab_commands",  # ab report
     "evalkit.sandbox_commands",  # sandbox …, bench sandbox
 )
 

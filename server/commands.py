@@ -19,7 +19,7 @@ def register(commands: argparse._SubParsersAction, bench: argparse._SubParsersAc
     lsp.add_argument("--tcp", metavar="HOST:PORT", help="listen on TCP instead of stdio")
     # Many LSP clients (vscode-languageclient among them) append --stdio; it is our default.
     lsp.add_argument("--stdio", action="store_true", help="use stdio (the default)")
-    lsp.add_argument("--log-file", type=Path, help="write logs (and telemetry.jsonl) here")
+    lsp.add_argument("--log-file", type=Path, help="write logs here")
     lsp.add_argument(
         "-v", "--verbose", action="count", default=argparse.SUPPRESS, help="more logging"
     )

@@ -25,6 +25,8 @@ class ServerConfig:
 
     backend: tuple[str, ...] = ("embedded",)
     model_path: str | None = None
+    #: The ``model`` field sent to a model server (vLLM needs one); None: the server's first id.
+    model: str | None = None
     n: int = 4
     temperature: float = 0.8
     top_p: float = 0.95
@@ -34,6 +36,10 @@ class ServerConfig:
     request_timeout: float = 20.0
     context_tokens: int = 768
     ab_arms: tuple[dict[str, Any], ...] = ()
+    ab_assignment: str = "prompt"
+    ab_seed: str = "docomplete"
+    retention_delays: tuple[float, ...] = (30.0, 120.0)
+    dismiss_timeout: float = 60.0
     log_level: str = "info"
     telemetry_file: str | None = None
     extra: Mapping[str, Any] = field(default_factory=dict, compare=False)
@@ -109,34 +115,91 @@ def _as_log_level(value: Any) -> str:
     return value.lower()
 
 
-_ARM_KEYS = {"temperature": _as_float(0.0, 2.0), "topP": _as_float(0.0, 1.0, low_open=True)}
+_ARM_KEYS = {
+    "temperature": _as_float(0.0, 2.0),
+    "topP": _as_float(0.0, 1.0, low_open=True),
+    "n": _as_int(1, 32),
+    "maxTokens": _as_int(1, 2048),
+    "weight": _as_float(0.0, 1e6),
+}
+_ARM_HELP = "a list of temperatures or {name, weight, temperature, topP, n, maxTokens} objects"
+AB_ASSIGNMENTS = ("prompt", "document", "session")
 
 
 def _as_arms(value: Any) -> tuple[dict[str, Any], ...]:
-    """A/B arms: numbers are temperatures; objects may set ``name``, ``temperature``, ``topP``."""
+    """A/B arms: numbers are temperatures; objects may set a name, a weight and sampling keys.
+
+    Any bad arm rejects the whole list (the caller then runs without arms): a half-configured
+    experiment would bias the comparison.
+    """
     if not isinstance(value, list | tuple):
-        raise ValueError("expected a list of temperatures or {name, temperature, topP} objects")
+        raise ValueError(f"expected {_ARM_HELP}")
     arms: list[dict[str, Any]] = []
     for index, item in enumerate(value):
         if isinstance(item, int | float) and not isinstance(item, bool):
-            arm: dict[str, Any] = {"temperature": _ARM_KEYS["temperature"](item)}
+            try:
+                arm: dict[str, Any] = {"temperature": _ARM_KEYS["temperature"](item)}
+            except ValueError as exc:
+                raise ValueError(f"arm {index}: temperature {exc}") from None
         elif isinstance(item, Mapping):
             unknown = set(item) - {"name", *_ARM_KEYS}
             if unknown:
                 raise ValueError(f"arm {index}: unknown key(s) {', '.join(sorted(unknown))}")
-            arm = {key: _ARM_KEYS[key](item[key]) for key in _ARM_KEYS if key in item}
+            arm = {}
+            for key in _ARM_KEYS:
+                if key in item:
+                    try:
+                        arm[key] = _ARM_KEYS[key](item[key])
+                    except ValueError as exc:
+                        raise ValueError(f"arm {index}: {key} {exc}") from None
             if "name" in item:
-                arm["name"] = str(item["name"])
+                if not isinstance(item["name"], str) or not item["name"].strip():
+                    raise ValueError(f"arm {index}: name must be a non-empty string")
+                arm["name"] = item["name"].strip()
         else:
             raise ValueError(f"arm {index}: expected a number or an object")
         arm.setdefault("name", f"arm{index}")
         arms.append(arm)
+    names = [arm["name"] for arm in arms]
+    duplicates = sorted({name for name in names if names.count(name) > 1})
+    if duplicates:
+        raise ValueError(f"arm names must differ ({', '.join(duplicates)} repeated)")
+    if arms and not any(arm.get("weight", 1.0) > 0 for arm in arms):
+        raise ValueError("at least one arm needs a weight above 0")
     return tuple(arms)
+
+
+def _as_assignment(value: Any) -> str:
+    if not isinstance(value, str) or value.lower() not in AB_ASSIGNMENTS:
+        raise ValueError(f"expected one of {', '.join(AB_ASSIGNMENTS)}")
+    return value.lower()
+
+
+def _as_seed(value: Any) -> str:
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise ValueError("expected a whole number or a string")
+    return str(value)
+
+
+def _as_optional_model_name(value: Any) -> str | None:
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str) or len(value) > 512 or "\n" in value:
+        raise ValueError("expected the model name the server serves, e.g. Qwen/Qwen2.5-Coder-1.5B")
+    return value.strip()
+
+
+def _as_delays(value: Any) -> tuple[float, ...]:
+    check = _as_float(0.0, 86400.0, low_open=True)
+    if not isinstance(value, list | tuple) or not 1 <= len(value) <= 4:
+        raise ValueError("expected a list of one to four delays in seconds, e.g. [30, 120]")
+    return tuple(sorted(check(item) for item in value))
 
 
 _CONVERTERS = {
     "backend": _as_backend,
     "model_path": _as_optional_path,
+    "model": _as_optional_model_name,
     "n": _as_int(1, 32),
     "temperature": _as_float(0.0, 2.0),
     "top_p": _as_float(0.0, 1.0, low_open=True),
@@ -146,6 +209,10 @@ _CONVERTERS = {
     "request_timeout": _as_float(0.0, 600.0, low_open=True),
     "context_tokens": _as_int(0, 16384),
     "ab_arms": _as_arms,
+    "ab_assignment": _as_assignment,
+    "ab_seed": _as_seed,
+    "retention_delays": _as_delays,
+    "dismiss_timeout": _as_float(0.0, 3600.0, low_open=True),
     "log_level": _as_log_level,
     "telemetry_file": _as_optional_path,
 }
@@ -192,7 +259,7 @@ def parse_config(options: Any, base: ServerConfig | None = None) -> tuple[Server
 
 
 def _show_default(value: Any) -> str:
-    if isinstance(value, tuple) and all(isinstance(v, str) for v in value):
+    if isinstance(value, tuple):
         return repr(list(value))
     return repr(value)
 

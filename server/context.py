@@ -13,6 +13,9 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
+# Re-exported: the function with a body, as the candidate policy builds it.
+from evalkit.candidate_policy import function_source as function_source
+
 _DEF_RE = re.compile(r"^(?P<indent>[ \t]*)(?:async[ \t]+)?def[ \t]+(?P<name>\w+)[ \t]*\(")
 _TOP_DEF_RE = re.compile(r"^(?:async[ \t]+)?(?:def|class)[ \t]+(?P<name>\w+)")
 _IMPORT_RE = re.compile(r"^(?:import|from)[ \t]+[\w.]")
@@ -414,20 +417,3 @@ def _enclosing_header(lines: list[str], def_line: int, def_indent: str) -> str:
         if match and len(match.group("indent")) < len(def_indent):
             return lines[index] if lines[index].endswith("\n") else lines[index] + "\n"
     return ""
-
-
-def function_source(site: CompletionSite, continuation: str) -> str:
-    """The whole function (dedented to module level) with ``continuation`` as its body."""
-    text = site.function_prefix + continuation
-    if not site.starts_at_line:
-        text += site.rest_of_line  # the code after a mid-line cursor stays where it is
-    if site.def_indent:
-        # Drop the enclosing class line we added, then dedent by the def's indentation.
-        text = text.split("\n", 1)[1] if text.lstrip().startswith("class ") else text
-        dedented = []
-        for line in text.split("\n"):
-            dedented.append(
-                line[len(site.def_indent) :] if line.startswith(site.def_indent) else line
-            )
-        text = "\n".join(dedented)
-    return text if text.endswith("\n") else text + "\n"

@@ -17,11 +17,12 @@ from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass
 from typing import Any
 
+from evalkit.candidate_policy import mean_logprob_of
 from model.protocol import Candidate
 from model.streaming import DecodeBudget
 from server.context import CompletionSite
-from server.postprocess import CleanCandidate, clean_candidates, normalised_key
-from server.ranking import DoctestOutcome, RankedCandidate, rank_candidates
+from server.postprocess import CleanCandidate, clean_candidate, normalised_key
+from server.ranking import DoctestOutcome, RankedCandidate, preference, rank_candidates
 
 #: How the embedded engine cuts a sample far longer than its finished siblings.
 DECODE_BUDGET = DecodeBudget()
@@ -30,6 +31,10 @@ TRUNCATE_GRACE_S = 1.0
 
 #: Runs the docstring's examples against function sources (one outcome per source, in order).
 DoctestRunner = Callable[[list[str]], Awaitable[list[DoctestOutcome]]]
+
+
+def _likelier(candidate: Candidate, than: Candidate) -> bool:
+    return preference(0, mean_logprob_of(candidate)) > preference(0, mean_logprob_of(than))
 
 
 def passes_everything(outcome: DoctestOutcome) -> bool:
@@ -101,15 +106,17 @@ class StreamedCompletion:
         fresh: dict[str, CleanCandidate] = {}
         for _index, candidate in arrived:
             self.raw.append(candidate)
-            for clean in clean_candidates(self.site, [candidate], check_syntax=self.check_syntax):
-                key = normalised_key(clean.source, clean.continuation)
-                known = self._by_key.get(key)
-                if known is not None:
-                    # The same code again: keep the more likely text (its verdict is the same).
-                    if candidate.mean_logprob > self.clean[known].candidate.mean_logprob:
-                        self.clean[known] = clean
-                elif key not in fresh or candidate.mean_logprob > fresh[key].candidate.mean_logprob:
-                    fresh[key] = clean
+            clean = clean_candidate(self.site, candidate, check_syntax=self.check_syntax)
+            if clean is None:
+                continue
+            key = normalised_key(clean.source, clean.continuation)
+            known = self._by_key.get(key)
+            if known is not None:
+                # The same code again: keep the more likely text (its verdict is the same).
+                if _likelier(candidate, self.clean[known].candidate):
+                    self.clean[known] = clean
+            elif key not in fresh or _likelier(candidate, fresh[key].candidate):
+                fresh[key] = clean
         if not fresh:
             return
         checking = time.perf_counter()

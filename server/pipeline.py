@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import hashlib
 import itertools
 import logging
 import time
@@ -29,6 +28,7 @@ from model.protocol import (
     estimate_tokens,
 )
 from model.streaming import StreamingBackend
+from server.ab import sampling_params
 from server.backend_health import BackendFailure, BackendHealth
 from server.cache import CompletionCache
 from server.config import ServerConfig
@@ -41,7 +41,7 @@ from server.early_answer import (
     await_answer,
     log_answer,
 )
-from server.postprocess import STOP_SEQUENCES, clean_candidates, syntax_checkable
+from server.postprocess import clean_candidates, syntax_checkable
 from server.ranking import DoctestOutcome, RankedCandidate, rank_candidates
 
 logger = logging.getLogger("server.pipeline")
@@ -107,7 +107,7 @@ class _Answer:
     answered: str = "all"
 
 
-BackendFactory = Callable[[tuple[str, ...], str | None], Backend]
+BackendFactory = Callable[[tuple[str, ...], str | None, str | None], Backend]
 
 #: torch threads of the embedded engine: measured while decoding (``model.engine.threads``).
 #: A thread per core is fastest on an idle machine, but when the cores are shared (an editor,
@@ -116,32 +116,16 @@ BackendFactory = Callable[[tuple[str, ...], str | None], Backend]
 ENGINE_THREADS = "auto"
 
 
-def default_backend_factory(spec: tuple[str, ...], model_path: str | None) -> Backend:
+def default_backend_factory(
+    spec: tuple[str, ...], model_path: str | None, model_name: str | None = None
+) -> Backend:
     from model.client import make_backend
 
     if spec == ("embedded",):
         return make_backend("embedded", model_path=model_path, threads=ENGINE_THREADS)
-    return make_backend(list(spec), model_path=model_path)
-
-
-def pick_arm(config: ServerConfig, prompt: str) -> dict[str, Any] | None:
-    """A deterministic A/B arm for this prompt (the same request always gets the same arm)."""
-    if not config.ab_arms:
-        return None
-    digest = int(hashlib.sha1(prompt.encode("utf-8")).hexdigest()[:8], 16)
-    return config.ab_arms[digest % len(config.ab_arms)]
-
-
-def sampling_params(config: ServerConfig, arm: dict[str, Any] | None) -> SamplingParams:
-    return SamplingParams(
-        n=config.n,
-        temperature=float(
-            arm.get("temperature", config.temperature) if arm else config.temperature
-        ),
-        top_p=float(arm.get("topP", config.top_p) if arm else config.top_p),
-        max_tokens=config.max_tokens,
-        stop=STOP_SEQUENCES,
-    )
+    # accept_fewer: a server that gives fewer than n candidates still gets its answer shown;
+    # the client says so once through its notices (shown to the user by the server).
+    return make_backend(list(spec), model_path=model_path, model_name=model_name, accept_fewer=True)
 
 
 @dataclass
@@ -164,7 +148,7 @@ class CompletionPipeline:
     ) -> None:
         self._backend_factory = backend_factory
         self._backend: Backend | None = None
-        self._backend_key: tuple[tuple[str, ...], str | None] | None = None
+        self._backend_key: tuple[tuple[str, ...], str | None, str | None] | None = None
         self._backend_lock = asyncio.Lock()
         self.cache = cache or CompletionCache()
         self.health = health or BackendHealth()
@@ -175,7 +159,7 @@ class CompletionPipeline:
 
     async def backend(self, config: ServerConfig) -> Backend:
         """The backend for ``config``, built on first use and rebuilt when its spec changes."""
-        key = (config.backend, config.model_path)
+        key = (config.backend, config.model_path, config.model)
         async with self._backend_lock:
             if self._backend is not None and self._backend_key == key:
                 return self._backend
@@ -194,6 +178,11 @@ class CompletionPipeline:
             self.health.record_success()
             self.cache.clear()
             return backend
+
+    def backend_notices(self) -> list[str]:
+        """What the backend had to adapt to (a server capping ``n``, sending no log-probs, …):
+        one line each, in order; the server shows each to the user once."""
+        return list(getattr(self._backend, "notices", ()) or ())
 
     async def warm_up(self, config: ServerConfig) -> BackendError | None:
         """Load what the first request would otherwise wait for: the embedded model (loaded and
@@ -255,13 +244,14 @@ class CompletionPipeline:
         *,
         request_id: str,
         affinity: str | None = None,
+        arm: dict[str, Any] | None = None,
         want_all: bool = False,
     ) -> CompletionOutcome:
-        """Ranked candidates for ``site``. ``want_all`` (the picker) also waits for samples
-        still decoding after an early answer, instead of taking the early answer's list."""
+        """Candidates for ``site``; ``arm`` (see server/ab.py) overrides sampling settings.
+        ``want_all`` (the picker) also waits for samples still decoding after an early answer,
+        instead of taking the early answer's list."""
         log = RequestLog(logger, {"request_id": request_id})
         started = time.perf_counter()
-        arm = pick_arm(config, site.prompt)
         params = replace(sampling_params(config, arm), scope_indent=len(site.def_indent))
         arm_name = str(arm["name"]) if arm else None
         settings = (params, config.doctest_filter, config.doctest_timeout, config.backend)

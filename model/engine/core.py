@@ -14,6 +14,7 @@ from typing import Any
 import torch
 
 from model.engine.attention import ACTIVE, enable_shared_prefix
+from model.engine.batching import PADDING_WASTE_LIMIT, length_buckets
 from model.engine.gc_pause import collection_paused
 from model.engine.kv_cache import make_cache
 from model.engine.records import (
@@ -36,8 +37,6 @@ from model.engine.sampling import (
 from model.engine.threads import ThreadTuner
 from model.protocol import FinishReason, SamplingParams
 
-#: A batch may hold at most this many padded token slots per real prompt token.
-PADDING_WASTE_LIMIT = 1.25
 #: Rows (samples) decoded together at most; more are split into batches run one after another.
 DEFAULT_MAX_BATCH_ROWS = 512
 
@@ -193,7 +192,7 @@ class Engine:
         """Decode every request (each with its own params); fills ``results`` or ``cancelled``.
 
         Requests share batches (one batch unless prompt lengths differ a lot, see
-        ``_length_buckets``). This is the single generation path: ``generate`` and the model
+        ``model.engine.batching``). This is the single generation path: ``generate`` and the model
         server both use it.
         """
 
@@ -204,46 +203,10 @@ class Engine:
 
         live = [r for r in requests if not is_cancelled(r)]
         prompt_ids = {id(r): self._fit_prompt(r) for r in live}
-        for bucket in self._length_buckets(live):
+        for bucket in length_buckets(live, self.shared_prefix, self.max_batch_rows):
             bucket = [r for r in bucket if not is_cancelled(r)]
             if bucket:
                 self._decode_batch(bucket, [prompt_ids[id(r)] for r in bucket])
-
-    def _length_buckets(self, requests: list[GenerationRequest]) -> list[list[GenerationRequest]]:
-        """Group prompts of similar length, so left padding wastes little compute and memory.
-
-        Every row of a batch attends over the longest prompt's width; one 2,000-token prompt
-        would make hundreds of short rows pay for it. Buckets also cap the rows per batch.
-        """
-        if self.shared_prefix:
-            # Padding costs little here: prompts are stored once and prefilled in length
-            # groups (see ``_prefill``), so only the row cap splits the work.
-            buckets_by_rows: list[list[GenerationRequest]] = [[]]
-            rows = 0
-            for r in requests:
-                if buckets_by_rows[-1] and rows + r.params.n > self.max_batch_rows:
-                    buckets_by_rows.append([])
-                    rows = 0
-                buckets_by_rows[-1].append(r)
-                rows += r.params.n
-            return [b for b in buckets_by_rows if b]
-        ordered = sorted(requests, key=lambda r: r.prompt_tokens)
-        buckets: list[list[GenerationRequest]] = []
-        current: list[GenerationRequest] = []
-        rows = real_tokens = 0
-        for r in ordered:
-            n = r.params.n
-            padded = (rows + n) * r.prompt_tokens  # r is the longest so far (sorted)
-            waste_too_high = padded > PADDING_WASTE_LIMIT * (real_tokens + n * r.prompt_tokens)
-            if current and (rows + n > self.max_batch_rows or waste_too_high):
-                buckets.append(current)
-                current, rows, real_tokens = [], 0, 0
-            current.append(r)
-            rows += n
-            real_tokens += n * r.prompt_tokens
-        if current:
-            buckets.append(current)
-        return buckets
 
     def _decode_batch(self, live: list[GenerationRequest], prompt_ids: list[list[int]]) -> None:
         """Prefill ``live``'s prompts once, then decode all their samples together."""
@@ -299,6 +262,12 @@ class Engine:
             step += 1
             next_list = next_ids.tolist()
             logprob_list = raw_logprobs.tolist()
+            top_k = max(row.request.top_logprobs for row in rows)
+            top_ids: list[list[int]] = []
+            top_values: list[list[float]] = []
+            if top_k:  # only when a request asked: a (B, V) top-k per step is not free
+                values, indices = torch.log_softmax(logits, dim=-1).topk(top_k, dim=-1)  # (B, k)
+                top_ids, top_values = indices.tolist(), values.tolist()
             keep: list[int] = []
             for i, row in enumerate(rows):
                 token_id, logprob = next_list[i], logprob_list[i]
@@ -315,8 +284,11 @@ class Engine:
                     continue
                 row.token_ids.append(token_id)
                 row.logprobs.append(logprob)
+                k = request.top_logprobs
+                top = tuple(zip(top_ids[i][:k], top_values[i][:k], strict=True)) if k else ()
+                row.tops.append(top)
                 if request.on_token is not None:
-                    request.on_token(row.sample_index, token_id, logprob)
+                    request.on_token(row.sample_index, token_id, logprob, top)
                 if (request.params.stop and self._hit_stop(row)) or left_scope(
                     request, row.token_ids, self.decode
                 ):
@@ -380,11 +352,19 @@ class Engine:
 
     # ------------------------------------------------------------------ internals
     def _fit_prompt(self, request: GenerationRequest) -> list[int]:
-        """Encode, then cut from the left so the prompt plus ``max_tokens`` fits the context."""
+        """Encode, then cut from the left so the prompt plus ``max_tokens`` fits the context.
+
+        A BOS token the tokenizer put first stays first: the model always saw it there in
+        training, and without it every later logit shifts.
+        """
         ids = self.encode(request.prompt)
         room = max(1, self.max_context - min(request.params.max_tokens, self.max_context - 1))
         if len(ids) > room:
-            ids = ids[-room:]
+            bos = self.tokenizer.bos_token_id
+            if bos is not None and ids[0] == bos and room > 1:
+                ids = [ids[0], *ids[len(ids) - room + 1 :]]
+            else:
+                ids = ids[-room:]
         if not ids:  # an empty prompt still needs one position to predict from
             bos = self.tokenizer.bos_token_id
             ids = [int(bos if bos is not None else self.pad_token_id)]
@@ -499,4 +479,5 @@ class Engine:
             finish_reason=reason,
             tokens=self.token_texts(ids),
             generated_tokens=len(row.token_ids) + generated,
+            top_logprobs=tuple(row.tops[: len(ids)]),
         )

@@ -29,6 +29,9 @@ class GeneratedCandidate:
     tokens: tuple[str, ...]
     #: Tokens sampled, including any trimmed with a stop string and the EOS token.
     generated_tokens: int
+    #: Per kept token, the request's ``top_logprobs`` most likely (token id, raw log-prob) pairs
+    #: at its position, most likely first; empty unless asked for.
+    top_logprobs: tuple[tuple[tuple[int, float], ...], ...] = ()
 
     def to_candidate(self) -> Candidate:
         return Candidate(
@@ -43,17 +46,20 @@ class GeneratedCandidate:
 class GenerationRequest:
     """One prompt with its own sampling parameters, as the model server's scheduler submits it.
 
-    ``on_token(sample_index, token_id, raw_logprob)`` is called from the engine thread for each
-    sampled token (streaming); ``on_finish(sample_index, candidate)`` for each sample as soon as
-    it ends. ``cancel`` drops this request's rows from the batch when set; ``truncate`` ends them
-    at the next step with the text they have (``finish_reason="length"``); ``budget`` cuts
+    ``on_token(sample_index, token_id, raw_logprob, top)`` is called from the engine thread for
+    each sampled token (streaming; ``top`` holds the ``top_logprobs`` most likely (token id, raw
+    log-prob) pairs, or nothing); ``on_finish(sample_index, candidate)`` for each sample as soon
+    as it ends. ``cancel`` drops this request's rows from the batch when set; ``truncate`` ends
+    them at the next step with the text they have (``finish_reason="length"``); ``budget`` cuts
     samples that run far longer than their finished siblings.
     """
 
     prompt: str
     params: SamplingParams
     cancel: threading.Event | None = None
-    on_token: Callable[[int, int, float], None] | None = None
+    on_token: Callable[[int, int, float, tuple[tuple[int, float], ...]], None] | None = None
+    #: How many of each position's most likely tokens to record (the server's ``logprobs: k``).
+    top_logprobs: int = 0
     on_finish: Callable[[int, GeneratedCandidate], None] | None = None
     truncate: threading.Event | None = None
     budget: DecodeBudget | None = None
@@ -84,3 +90,4 @@ class DecodeRow:
     max_tokens: int
     token_ids: list[int] = field(default_factory=list)
     logprobs: list[float] = field(default_factory=list)
+    tops: list[tuple[tuple[int, float], ...]] = field(default_factory=list)

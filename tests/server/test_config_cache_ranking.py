@@ -1,9 +1,9 @@
 """Settings parsing, the completion cache (incl. typed-ahead reuse) and ranking."""
 
 from model.protocol import Candidate
+from server.ab import pick_arm, sampling_params
 from server.cache import CompletionCache
 from server.config import ServerConfig, config_as_json, parse_config
-from server.pipeline import pick_arm, sampling_params
 from server.postprocess import CleanCandidate
 from server.ranking import DoctestOutcome, RankedCandidate, rank_candidates
 

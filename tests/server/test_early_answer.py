@@ -58,7 +58,7 @@ async def test_a_passing_candidate_is_answered_before_a_slow_sibling_finishes(tm
         assert shown[0] == "return ' '.join(sentence.split()[::-1])"
         assert not any("reversed(words)" in text for text in shown)
         [event] = [e for e in await session.telemetry() if e["event"] == "completion"]
-        assert event["answered"] == "passing" and event["bestDoctest"] == "passed"
+        assert event["answered"] == "passing" and event["doctest"] == "passed"
 
         # The picker waits for the straggler, which now ranks first (it passes and is likelier).
         picked = await session.candidates(URI, BODY_LINE, 4)

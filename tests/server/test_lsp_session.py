@@ -165,6 +165,32 @@ async def test_candidates_request_lists_every_ranked_candidate_and_caches(
     assert len(backend.requests) == 1  # the repeat did not reach the model
 
 
+async def test_a_backend_without_logprobs_keeps_its_order_below_the_examples(
+    client: LanguageClient, backend: ScriptedBackend
+):
+    # Some OpenAI-compatible servers ignore `logprobs`: the examples still rank the candidates,
+    # and candidates that tie on them keep the order the server sent.
+    title = "    return sentence.title()\n"
+    backend.set_replies([Reply([FAILS_BOTH, title, PASSES_ONE, PASSES_BOTH], with_logprobs=False)])
+    open_document(client)
+    params = {"textDocument": {"uri": URI}, "position": {"line": BODY_LINE, "character": 4}}
+    candidates = (await custom_request(client, "docomplete/candidates", params))["candidates"]
+    assert [c["insertText"] for c in candidates] == [
+        "words = sentence.split()\n\n    return ' '.join(reversed(words))",
+        "return sentence[::-1]",
+        "return sentence.upper()",
+        "return sentence.title()",
+    ]
+    assert all(c["meanLogprob"] is None and c["sumLogprob"] is None for c in candidates)
+    result = await client.text_document_completion_async(
+        types.CompletionParams(
+            text_document=types.TextDocumentIdentifier(uri=URI),
+            position=types.Position(line=BODY_LINE, character=4),
+        )
+    )
+    assert "doctests 2/2 passed · no log-probs" in (result.items[0].detail or "")
+
+
 async def test_typed_ahead_reuses_the_cached_candidate(
     client: LanguageClient, backend: ScriptedBackend
 ):
@@ -206,6 +232,20 @@ async def test_configuration_sources(client: LanguageClient, backend: ScriptedBa
     await client.text_document_inline_completion_async(inline_params(character=0))
     assert (backend.requests[-1]["n"], backend.requests[-1]["max_tokens"]) == (4, 40)
     assert any("n=-3" in m.message and "default 4" in m.message for m in client.messages)
+
+
+async def test_model_setting_is_sent_as_the_model_field(
+    client: LanguageClient, backend: ScriptedBackend
+):
+    open_document(client)
+    client.workspace_did_change_configuration(
+        types.DidChangeConfigurationParams(
+            settings={"docomplete": {"backend": backend.url, "model": "qwen2.5-coder-1.5b"}}
+        )
+    )
+    await asyncio.sleep(0.3)
+    await client.text_document_inline_completion_async(inline_params())
+    assert backend.requests[-1]["model"] == "qwen2.5-coder-1.5b"
 
 
 async def test_telemetry_records_shown_and_accepted_with_the_arm(

@@ -8,6 +8,7 @@
 export const CANDIDATES_REQUEST = 'docomplete/candidates';
 export const SHOWN_NOTIFICATION = 'docomplete/shown';
 export const ACCEPT_COMMAND = 'docomplete.accept';
+export const ACCEPT_PARTIAL_COMMAND = 'docomplete.acceptPartial';
 
 export interface LspPosition {
     line: number;
@@ -180,4 +181,25 @@ export function describeCandidate(
 export function shownParams(command: LspCommand | undefined): unknown {
     const first = command?.arguments?.[0];
     return isRecord(first) ? first : {};
+}
+
+/**
+ * Arguments for `docomplete.acceptPartial`: the item's accept arguments plus how many characters
+ * the user took. VS Code passes either that number or `{kind, acceptedLength}` (the proposed API
+ * changed shape); `undefined` when the item is not one of ours.
+ */
+export function partialAcceptParams(
+    command: LspCommand | undefined,
+    info: unknown,
+): { requestId: unknown; index: number; acceptedLength?: number } | undefined {
+    const first = command?.arguments?.[0];
+    if (command?.command !== ACCEPT_COMMAND || !isRecord(first) || first.requestId === undefined) {
+        return undefined;
+    }
+    const length = asNumber(info) ?? (isRecord(info) ? asNumber(info.acceptedLength) : undefined);
+    return {
+        requestId: first.requestId,
+        index: asNumber(first.index) ?? 0,
+        ...(length !== undefined ? { acceptedLength: length } : {}),
+    };
 }

@@ -17,6 +17,7 @@ import {
     State,
 } from 'vscode-languageclient/node';
 
+import { reportPartialAccepts } from './partialAccept';
 import { SHOWN_NOTIFICATION, shownParams } from './protocol';
 import {
     executableExists,
@@ -94,6 +95,7 @@ export class ServerSession implements vscode.Disposable {
             if (client.state !== State.Running) {
                 throw new Error('the server exited during startup');
             }
+            reportPartialAccepts(client, (line) => this.output.appendLine(line));
         } catch (error) {
             this.status.setState('failed');
             const reason = error instanceof Error ? error.message : String(error);

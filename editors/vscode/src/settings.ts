@@ -12,6 +12,7 @@ export const SECTION = 'docomplete';
 export const SERVER_SETTING_KEYS = [
     'backend',
     'modelPath',
+    'model',
     'n',
     'temperature',
     'topP',
@@ -21,6 +22,10 @@ export const SERVER_SETTING_KEYS = [
     'requestTimeout',
     'contextTokens',
     'abArms',
+    'abAssignment',
+    'abSeed',
+    'retentionDelays',
+    'dismissTimeout',
     'logLevel',
     'telemetryFile',
 ] as const;

@@ -95,6 +95,12 @@ test(
         const forward = await waitFor(() => recorded.commands.get(accept.command), 'docomplete.accept registration');
         await forward(...(accept.arguments ?? []));
 
+        // A partial accept (next word): VS Code tells the provider, the extension tells the server.
+        const partial = (provider as { handleDidPartiallyAcceptCompletionItem?: (item: unknown, info: unknown) => void })
+            .handleDidPartiallyAcceptCompletionItem;
+        assert.equal(typeof partial, 'function', 'partial-accept hook on the inline provider');
+        partial!(items[0], { kind: 0, acceptedLength: 6 });
+
         // The picker: every ranked candidate, the first one inserted at the cursor.
         const edits: { text: string; start: Position }[] = [];
         vscodeStub.window.activeTextEditor = {
@@ -127,6 +133,15 @@ test(
         }, 'accepted events in the telemetry file');
         const kinds = events.map((e) => e.event);
         assert.ok(kinds.includes('shown'), kinds.join(','));
+        const partials = await waitFor(() => {
+            const rows = fs.readFileSync(telemetryFile, 'utf8').split('\n').filter((row) => row.trim() !== '');
+            const found = rows.map((row) => JSON.parse(row)).filter((e) => e.event === 'partial');
+            return found.length > 0 ? found : undefined;
+        }, 'a partial event');
+        assert.deepEqual(
+            partials.map((e: { acceptedChars?: number; index?: number }) => [e.acceptedChars, e.index]),
+            [[6, 0]],
+        );
         assert.deepEqual(
             events.filter((e) => e.event === 'accepted').map((e) => e.index),
             [0, 0],

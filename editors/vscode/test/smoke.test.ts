@@ -168,3 +168,17 @@ test('activation registers the contributed commands and reports a server that wi
         assert.match(String(reason), /can't be stopped|stream was destroyed|connection got disposed/);
     }
 });
+
+test('partial accept: the item\'s accept arguments plus the accepted length, in either shape', () => {
+    const { partialAcceptParams } = require(path.join(srcDir, 'protocol.js'));
+    const command = { title: '', command: 'docomplete.accept', arguments: [{ requestId: 'r00003', index: 1 }] };
+    assert.deepEqual(partialAcceptParams(command, 7), { requestId: 'r00003', index: 1, acceptedLength: 7 });
+    assert.deepEqual(partialAcceptParams(command, { kind: 0, acceptedLength: 4 }), {
+        requestId: 'r00003',
+        index: 1,
+        acceptedLength: 4,
+    });
+    assert.deepEqual(partialAcceptParams(command, undefined), { requestId: 'r00003', index: 1 });
+    assert.equal(partialAcceptParams({ title: '', command: 'other.command', arguments: [{}] }, 3), undefined);
+    assert.equal(partialAcceptParams(undefined, 3), undefined);
+});
