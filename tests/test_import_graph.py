@@ -21,6 +21,7 @@ MODEL_LIGHT_SEAM = {
     "model.paths",
     "model.cli_support",
     "model.fim",
+    "model.streaming",
 }
 
 
