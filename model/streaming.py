@@ -74,10 +74,16 @@ class CandidateStream:
 
     # -- called from the engine thread ---------------------------------------------------------
     def deliver(self, sample_index: int, candidate: Candidate) -> None:
-        self._loop.call_soon_threadsafe(self._queue.put_nowait, (sample_index, candidate))
+        self._put((sample_index, candidate))
 
     def end(self, error: BaseException | None = None) -> None:
-        self._loop.call_soon_threadsafe(self._queue.put_nowait, _End(error))
+        self._put(_End(error))
+
+    def _put(self, item: tuple[int, Candidate] | _End) -> None:
+        try:
+            self._loop.call_soon_threadsafe(self._queue.put_nowait, item)
+        except RuntimeError:  # the event loop is gone (server shutting down): stop decoding
+            self.cancel_event.set()
 
     # -- the consumer's side -------------------------------------------------------------------
     @property
