@@ -147,6 +147,9 @@ def run_bench(args: argparse.Namespace) -> int:
         raise CommandError("--requests must be at least 1")
     settings = demo_settings(argparse.Namespace(backend=args.backend, model=args.model, n=args.n))
     settings["logLevel"] = "warning"
+    # Latency of every answer: failing candidates stay in the inline list (the default policy
+    # would answer with no items when all fail, which is not what is being timed).
+    settings["showFailing"] = "always"
     workload = build_workload(args.requests)
     print(
         f"bench lsp: {args.requests} inline completions (+{WARMUP_REQUESTS} warm-up), "

@@ -26,10 +26,13 @@ from model.protocol import (
 from server.ab import sampling_params
 from server.cache import CompletionCache
 from server.config import ServerConfig
-from server.context import CompletionSite, find_completion_site
+from server.context import CompletionSite, StubReader, find_completion_site
 from server.doctest_filter import extract_examples, run_examples
-from server.postprocess import clean_candidates, syntax_checkable
+from server.postprocess import CleanCandidate, clean_candidates, syntax_checkable
 from server.ranking import DoctestOutcome, RankedCandidate, rank_candidates
+from server.real_file_doctests import find_site_packages, run_site_doctests
+from server.suffix import fit_candidates
+from server.verdicts import describe, order_by_verdict
 
 logger = logging.getLogger("server.pipeline")
 
@@ -159,6 +162,7 @@ class CompletionPipeline:
         self.cache = cache or CompletionCache()
         self.health = health or BackendHealth()
         self._pending: dict[Hashable, _SharedWork] = {}
+        self.workspace_root: str | None = None  # the editor's workspace (virtualenv lookup)
 
     async def backend(self, config: ServerConfig) -> Backend:
         """The backend for ``config``, built on first use and rebuilt when its spec changes."""
@@ -216,7 +220,13 @@ class CompletionPipeline:
         return backend.count_tokens if backend is not None else estimate_tokens
 
     def find_site(
-        self, config: ServerConfig, source: str, line: int, character: int
+        self,
+        config: ServerConfig,
+        source: str,
+        line: int,
+        character: int,
+        *,
+        workspace_stubs: StubReader | None = None,
     ) -> CompletionSite | None:
         return find_completion_site(
             source,
@@ -224,6 +234,7 @@ class CompletionPipeline:
             character,
             context_tokens=config.context_tokens,
             count_tokens=self.count_tokens(),
+            workspace_stubs=workspace_stubs,
         )
 
     async def complete(
@@ -304,11 +315,12 @@ class CompletionPipeline:
     ) -> tuple[list[RankedCandidate], dict[str, float], int, int]:
         raw = await self._sample(site, config, params, affinity, log)
         sampled = time.perf_counter()
-        clean = clean_candidates(site, raw, check_syntax=syntax_checkable(site))
+        fitted = fit_candidates(site, raw)  # against the code after the cursor
+        clean = clean_candidates(site, fitted, check_syntax=syntax_checkable(site))
         cleaned = time.perf_counter()
-        outcomes = await self._doctests(site, config, [c.source for c in clean], log)
+        outcomes = await self._doctests(site, config, clean, log)
         checked = time.perf_counter()
-        ranked = rank_candidates(clean, outcomes)
+        ranked = order_by_verdict(rank_candidates(clean, outcomes))
         timings = {
             "sample": (sampled - started) * 1000,
             "postprocess": (cleaned - sampled) * 1000,
@@ -319,7 +331,7 @@ class CompletionPipeline:
             "%d sampled, %d kept, best %s; %s",
             len(raw),
             len(ranked),
-            ranked[0].verdict_text() if ranked else "-",
+            describe(ranked[0]) if ranked else "-",
             ", ".join(f"{k} {v:.0f} ms" for k, v in timings.items()),
         )
         steps = max((len(c.token_logprobs) for c in raw), default=0)
@@ -360,24 +372,24 @@ class CompletionPipeline:
         self,
         site: CompletionSite,
         config: ServerConfig,
-        sources: list[str],
+        clean: list[CleanCandidate],
         log: logging.LoggerAdapter,
     ) -> list[DoctestOutcome]:
-        if not sources:
+        if not clean:
             return []
         if not config.doctest_filter:
-            return [DoctestOutcome(status="disabled") for _ in sources]
+            return [DoctestOutcome(status="disabled") for _ in clean]
         examples = extract_examples(site.docstring)
         if not examples:
-            return [DoctestOutcome(status="no-examples") for _ in sources]
-        if site.is_method:
-            return [DoctestOutcome(total=len(examples), status="skipped") for _ in sources]
-        log.debug("running %d examples against %d candidates", len(examples), len(sources))
-        # The sandbox run blocks; a worker thread keeps other requests (and cancels) flowing.
+            return [DoctestOutcome(status="no-examples") for _ in clean]
+        log.debug("running %d examples against %d candidates", len(examples), len(clean))
+        # Building the plan parses the document and the sandbox run blocks: a worker thread
+        # keeps other requests (and cancels) flowing.
         return await asyncio.to_thread(
-            run_examples,
-            site.module_context,
-            sources,
+            run_site_doctests,
+            site,
+            clean,
             examples,
             timeout_s=config.doctest_timeout,
+            site_packages=find_site_packages(config.sandbox_site_packages, self.workspace_root),
         )
