@@ -90,8 +90,10 @@ def build_prelude(site: CompletionSite, site_packages: str | None) -> tuple[str,
         if isinstance(statement, ast.ImportFrom) and statement.module == "__future__":
             futures.append(statement)
             continue
-        if _is_main_guard(statement):
-            continue
+        if _is_main_guard(statement) or (
+            isinstance(statement, ast.Expr) and isinstance(statement.value, ast.Constant)
+        ):
+            continue  # the module docstring (and bare constants) define nothing
         names |= _bound_names(statement)
         handler = ast.ExceptHandler(type=ast.Name("BaseException", ast.Load()), body=[ast.Pass()])
         body.append(ast.Try(body=[statement], handlers=[handler], orelse=[], finalbody=[]))

@@ -259,7 +259,8 @@ def enclosing_context(
     previous = -1
     for line in sorted(pieces):
         text = pieces[line]
-        if out and previous not in header_lines and _is_definition(text):
+        blank_before = line > 0 and not smap.lines[line - 1].strip()
+        if out and previous not in header_lines and (_is_definition(text) or blank_before):
             out = out.rstrip("\n") + "\n\n"
         out += text if text.endswith("\n") else text + "\n"
         previous = line
