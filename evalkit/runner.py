@@ -64,9 +64,9 @@ log = logging.getLogger(__name__)
 EXEC_BATCH = 64
 
 
-def _finite_or_none(value: float) -> float | None:
+def _finite_or_none(value: float | None) -> float | None:
     # JSON has no -Infinity; an empty completion's mean log-prob is stored as null.
-    return value if math.isfinite(value) else None
+    return value if value is not None and math.isfinite(value) else None
 
 
 def derive_seed(run_seed: int, *parts: object) -> int:

@@ -32,6 +32,13 @@ def register(commands: argparse._SubParsersAction, bench: argparse._SubParsersAc
         default=64,
         help="requests allowed to wait; more get 429 + Retry-After (default: %(default)s)",
     )
+    serve.add_argument(
+        "--max-rows",
+        type=int,
+        default=512,
+        help="most completions (prompts x n) one request may ask for; more get a 400 "
+        "(default: %(default)s)",
+    )
     serve.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
     serve.set_defaults(func=run_serve)
 
@@ -110,8 +117,8 @@ def run_serve(args: argparse.Namespace) -> int:
     from model.cli_support import CommandError
     from model.serve import serve
 
-    if args.max_batch < 1 or args.max_queue < 1:
-        raise CommandError("--max-batch and --max-queue must be >= 1")
+    if args.max_batch < 1 or args.max_queue < 1 or args.max_rows < 1:
+        raise CommandError("--max-batch, --max-queue and --max-rows must be >= 1")
     if not 0 < args.port < 65536:
         raise CommandError(f"--port must be in 1..65535, got {args.port}")
     model = _model_dir(args.model)
@@ -124,6 +131,7 @@ def run_serve(args: argparse.Namespace) -> int:
             port=args.port,
             max_batch=args.max_batch,
             max_queue=args.max_queue,
+            max_rows=args.max_rows,
             device=args.device,
         )
     except EngineLoadError as exc:
@@ -139,10 +147,14 @@ def run_complete(args: argparse.Namespace) -> int:
     [generated] = engine.generate([prompt], params)
     candidates = [g.to_candidate() for g in generated]
     # Codex ranks samples by mean token log-prob; best first.
-    ranked = sorted(candidates, key=lambda c: c.mean_logprob, reverse=True)
+    ranked = sorted(
+        candidates,
+        key=lambda c: c.mean_logprob if c.mean_logprob is not None else float("-inf"),
+        reverse=True,
+    )
     for rank, candidate in enumerate(ranked, start=1):
         print(
-            f"--- candidate {rank}: mean log-prob {candidate.mean_logprob:.3f}, "
+            f"--- candidate {rank}: mean log-prob {_format_logprob(candidate.mean_logprob)}, "
             f"{len(candidate.token_logprobs)} tokens, finish={candidate.finish_reason}"
         )
         print(prompt + candidate.text)
@@ -169,3 +181,7 @@ def run_bench_sampling(args: argparse.Namespace) -> int:
         json_path=str(args.json) if args.json else None,
     )
     return 0
+
+
+def _format_logprob(value: float | None) -> str:
+    return "none (empty text)" if value is None else f"{value:.3f}"

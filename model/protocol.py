@@ -50,7 +50,10 @@ class Candidate:
 
     ``token_logprobs`` are the model's raw log-probabilities of the sampled tokens (before
     temperature / top-p were applied), one per generated token kept in ``text``; a stop sequence
-    trimmed from the text is not counted.
+    trimmed from the text is not counted. Every value is finite: a backend that gets null, NaN or
+    infinite log-probs from a server leaves ``token_logprobs`` empty instead, so nothing derived
+    from a Candidate puts ``NaN`` / ``Infinity`` (which JSON cannot carry) on the wire.
+    ``token_logprobs`` is empty when the server returned no log-probs, and when ``text`` is empty.
     """
 
     text: str
@@ -63,10 +66,14 @@ class Candidate:
         return float(sum(self.token_logprobs))
 
     @property
-    def mean_logprob(self) -> float:
-        """Mean token log-prob; Codex found ranking by the mean beats ranking by the sum."""
+    def mean_logprob(self) -> float | None:
+        """Mean token log-prob, or None when there is nothing to average (no log-probs).
+
+        Codex found ranking by the mean beats ranking by the sum. Rank a None after every
+        number and keep the backend's order among them.
+        """
         if not self.token_logprobs:
-            return float("-inf")
+            return None
         return self.sum_logprob / len(self.token_logprobs)
 
 
@@ -83,14 +90,25 @@ class BackendOverloaded(BackendError):
 
 
 class BackendRequestError(BackendError):
-    """The backend rejected the request (HTTP 400: an invalid parameter)."""
+    """The backend rejected the request (HTTP 4xx: an invalid parameter, a missing model name)."""
+
+
+class BackendResponseError(BackendError):
+    """The server answered, but not in a shape that fits the request (bad JSON, choice indices
+    out of range or repeated, a prompt without its candidates)."""
+
+
+class BackendShortfall(BackendResponseError):
+    """Fewer than ``n`` candidates came back for some prompt and asking again did not help."""
 
 
 @runtime_checkable
 class Backend(Protocol):
     """Turns prompts + sampling parameters into candidates; nothing else talks to a model.
 
-    ``complete`` returns one list of ``params.n`` candidates per prompt, in prompt order.
+    ``complete`` returns one list of ``params.n`` candidates per prompt, in prompt order (an
+    ``OpenAIBackend`` built with ``accept_fewer=True`` may return fewer, never none, and reports
+    it once through its ``notices``; otherwise a shortfall raises ``BackendShortfall``).
     Cancelling the awaiting task must stop the work behind it (the HTTP request is closed, the
     in-process engine stops decoding). ``affinity`` is an optional key (e.g. a document URI) that
     multi-replica backends use to keep one document on one replica (prefix-cache reuse).

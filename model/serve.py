@@ -1,15 +1,17 @@
 """The OpenAI-compatible model server behind ``docomplete serve`` (heavy tier: FastAPI + engine).
 
-Routes: ``POST /v1/completions`` (the completions subset: prompt string or list, max_tokens,
-temperature, top_p, n, stop, seed, logprobs, echo, stream as server-sent events),
+Routes: ``POST /v1/completions`` (the completions subset: prompt string or list, suffix for
+fill-in-the-middle models, max_tokens, temperature, top_p, n, stop, seed, logprobs, echo, stream
+as server-sent events),
 ``GET /v1/models``, ``GET /health``, ``GET /metrics`` (Prometheus text) and a vLLM-style
-``POST /tokenize``. The wire format lives in ``model.serve_protocol``, dynamic batching in
-``model.serve_scheduler``.
+``POST /tokenize``. The wire format lives in ``model.serve_protocol``, token text and stream
+stop handling in ``model.serve_text``, dynamic batching in ``model.serve_scheduler``.
 
 Scheduling is dynamic batching: requests wait in a bounded queue; whenever the engine is free,
 the scheduler takes everything queued (up to ``max_batch`` sequences) and decodes it in one
-engine call, each request with its own sampling parameters. A full queue answers 429 with
-``Retry-After``. A client that disconnects sets its request's cancel event; the engine drops
+engine call, each request with its own sampling parameters. One request may ask for at most
+``max_rows`` completions (prompts x n), so no single request holds the engine for long. A full
+queue answers 429 with ``Retry-After``. A client that disconnects sets its request's cancel event; the engine drops
 that request's rows at its next decode step.
 """
 
@@ -27,7 +29,9 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 
 from model.engine import Engine, GenerationRequest
+from model.fim import FimTemplate, find_fim_template
 from model.serve_protocol import (
+    DEFAULT_MAX_ROWS,
     CompletionRequest,
     InvalidParam,
     completion_body,
@@ -37,11 +41,36 @@ from model.serve_protocol import (
     stream_logprobs_block,
 )
 from model.serve_scheduler import Job, Metrics, QueueFull, Scheduler
+from model.serve_text import Release, StreamedChoice, TopAlternatives, token_labeller
 
 log = logging.getLogger(__name__)
 
-# (prompt index, sample index, token id, log-prob) of one sampled token; None ends the stream.
-TokenEvent = tuple[int, int, int, float]
+# (prompt index, sample index, token id, log-prob, top alternatives) of one sampled token;
+# None ends the stream.
+TokenEvent = tuple[int, int, int, float, TopAlternatives]
+
+
+def model_fim_template(engine: Engine) -> FimTemplate | None:
+    """The fill-in-the-middle template of the served model: its tokenizer must hold the
+    template's three tokens, each encoding as one token."""
+    tokenizer = engine.tokenizer
+    vocabulary: dict[str, int] = tokenizer.get_vocab() if hasattr(tokenizer, "get_vocab") else {}
+    template = find_fim_template(vocabulary)
+    if template is None:
+        return None
+    for token in template.tokens:
+        if list(tokenizer(token, add_special_tokens=False)["input_ids"]) != [vocabulary[token]]:
+            log.warning("%s is in the vocabulary but not a special token: no FIM", token)
+            return None
+    return template
+
+
+def engine_requests(parsed: CompletionRequest) -> list[GenerationRequest]:
+    """One engine request per prompt (recording ``logprobs: k`` top alternatives when asked)."""
+    top = parsed.logprobs or 0
+    return [
+        GenerationRequest(prompt=p, params=parsed.params, top_logprobs=top) for p in parsed.prompts
+    ]
 
 
 def _fail(
@@ -61,9 +90,17 @@ def _queue_full(metrics: Metrics, exc: QueueFull) -> JSONResponse:
 
 
 # --------------------------------------------------------------------------- the app
-def create_app(engine: Engine, *, max_batch: int = 256, max_queue: int = 64) -> FastAPI:
+def create_app(
+    engine: Engine,
+    *,
+    max_batch: int = 256,
+    max_queue: int = 64,
+    max_rows: int = DEFAULT_MAX_ROWS,
+) -> FastAPI:
     """The FastAPI app serving ``engine``; the scheduler starts with the app's lifespan."""
     metrics = Metrics()
+    fim = model_fim_template(engine)
+    label = token_labeller(engine.tokenizer)
     state: dict[str, Scheduler] = {}
 
     @asynccontextmanager
@@ -95,6 +132,8 @@ def create_app(engine: Engine, *, max_batch: int = 256, max_queue: int = 64) -> 
                     "object": "model",
                     "owned_by": "docomplete",
                     "max_model_len": engine.max_context,
+                    # Which fill-in-the-middle tokens ``suffix`` uses (None: no FIM).
+                    "fim_template": fim.name if fim is not None else None,
                 }
             ],
         }
@@ -142,13 +181,13 @@ def create_app(engine: Engine, *, max_batch: int = 256, max_queue: int = 64) -> 
                 code=None,
             )
         try:
-            parsed = parse_completion_request(body, engine.max_context)
+            parsed = parse_completion_request(body, engine.max_context, max_rows=max_rows, fim=fim)
         except InvalidParam as exc:
             return _fail(
                 metrics, 400, str(exc), param=exc.param, kind="invalid_request_error", code=None
             )
         scheduler = state["scheduler"]
-        requests = [GenerationRequest(prompt=p, params=parsed.params) for p in parsed.prompts]
+        requests = engine_requests(parsed)
         completion_id = f"cmpl-{uuid.uuid4().hex[:24]}"
         created = int(time.time())
         if parsed.stream:
@@ -180,7 +219,9 @@ def create_app(engine: Engine, *, max_batch: int = 256, max_queue: int = 64) -> 
             )
         metrics.count_tokens(job)
         metrics.observe_request(200, time.perf_counter() - started)
-        return completion_body(engine.name, parsed, job.requests, completion_id, created)
+        return completion_body(
+            engine.name, parsed, job.requests, completion_id, created, engine.decode, label
+        )
 
     return app
 
@@ -200,11 +241,13 @@ def stream_completion(
     loop = asyncio.get_running_loop()
     events: asyncio.Queue[TokenEvent | None] = asyncio.Queue()
 
-    def token_sink(prompt_index: int) -> Callable[[int, int, float], None]:
+    def token_sink(prompt_index: int) -> Callable[..., None]:
         # Called on the engine thread: hand each token to the event loop.
-        def push(sample_index: int, token_id: int, logprob: float) -> None:
+        def push(
+            sample_index: int, token_id: int, logprob: float, top: TopAlternatives = ()
+        ) -> None:
             loop.call_soon_threadsafe(
-                events.put_nowait, (prompt_index, sample_index, token_id, logprob)
+                events.put_nowait, (prompt_index, sample_index, token_id, logprob, top)
             )
 
         return push
@@ -232,49 +275,45 @@ async def _sse_events(
 ) -> AsyncIterator[str]:
     """The event stream of one job: text as it decodes, the final pieces, then ``[DONE]``."""
     n = parsed.params.n
-    hold = max((len(s) for s in parsed.params.stop), default=1) - 1
 
-    def chunk(
-        index: int, text: str, finish: str | None, logprobs: dict[str, Any] | None = None
-    ) -> str:
+    def chunk(index: int, text: str, finish: str | None, release: Release | None = None) -> str:
+        logprobs = None
+        if parsed.logprobs is not None and release is not None:
+            logprobs = stream_logprobs_block(release)
         return stream_chunk(engine.name, completion_id, created, index, text, finish, logprobs)
 
-    def chunk_logprobs(pairs: list[tuple[int, float]]) -> dict[str, Any] | None:
-        if parsed.logprobs is None:
-            return None
-        return stream_logprobs_block(
-            [engine.decode([t]) for t, _ in pairs], [lp for _, lp in pairs]
-        )
+    choices: dict[int, StreamedChoice] = {}
+    label = token_labeller(engine.tokenizer)
 
-    ids: dict[int, list[int]] = {}
-    emitted: dict[int, int] = {}
-    pending_lp: dict[int, list[tuple[int, float]]] = {}
+    def choice(index: int) -> StreamedChoice:
+        if index not in choices:
+            offset = len(parsed.client_prompts[index // n]) if parsed.echo else 0
+            choices[index] = StreamedChoice(engine.decode, parsed.params.stop, offset, label)
+        return choices[index]
+
     try:
         if parsed.echo:
-            for p_index, r in enumerate(job.requests):
+            for p_index, prompt in enumerate(parsed.client_prompts):
                 for s in range(n):
-                    yield chunk(p_index * n + s, r.prompt, None)
+                    yield chunk(p_index * n + s, prompt, None)
         while True:
             event = await events.get()
             if event is None:
                 break
-            p_index, s_index, token_id, logprob = event
+            p_index, s_index, token_id, logprob, top = event
             index = p_index * n + s_index
-            ids.setdefault(index, []).append(token_id)
-            pending_lp.setdefault(index, []).append((token_id, logprob))
-            text = engine.decode(ids[index])
-            # Hold back what could be the start of a stop string or a split character.
-            safe = len(text.rstrip("\ufffd")) - hold
-            start = emitted.get(index, 0)
-            if safe > start:
-                emitted[index] = safe
-                yield chunk(index, text[start:safe], None, chunk_logprobs(pending_lp.pop(index)))
+            # Text is sent once no stop string can change it (see model.serve_text).
+            release = choice(index).push(token_id, logprob, top)
+            if release is not None:
+                yield chunk(index, release.text, None, release)
         job.done.result()
         for p_index, r in enumerate(job.requests):
             for s_index, candidate in enumerate(r.results):
                 index = p_index * n + s_index
-                rest = candidate.text[emitted.get(index, 0) :]
-                yield chunk(index, rest, candidate.finish_reason)
+                release = choice(index).finish(
+                    candidate.text, candidate.token_ids, candidate.token_logprobs
+                )
+                yield chunk(index, release.text, candidate.finish_reason, release)
         metrics.count_tokens(job)
         metrics.observe_request(200, time.perf_counter() - started)
         yield "data: [DONE]\n\n"
@@ -292,12 +331,13 @@ def serve(
     port: int = 8000,
     max_batch: int = 256,
     max_queue: int = 64,
+    max_rows: int = DEFAULT_MAX_ROWS,
     device: str = "auto",
 ) -> None:
     """Load the model (raising EngineLoadError with one line if it cannot) and serve it."""
     import uvicorn
 
     engine = Engine.load(model_path, device=device)
-    app = create_app(engine, max_batch=max_batch, max_queue=max_queue)
+    app = create_app(engine, max_batch=max_batch, max_queue=max_queue, max_rows=max_rows)
     print(f"docomplete: serving {engine.name} on http://{host}:{port}/v1", flush=True)
     uvicorn.run(app, host=host, port=port, log_level="warning")

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from model.fim import FimTemplate, build_fim_prompt
 from model.protocol import SamplingParams
+from model.serve_text import Decode, Release, TokenLabel, detokenize, top_logprob_dicts
 
 if TYPE_CHECKING:
     from model.engine import GeneratedCandidate, GenerationRequest
@@ -14,6 +17,8 @@ if TYPE_CHECKING:
 MAX_N = 256
 MAX_LOGPROBS = 5
 MAX_STOP_SEQUENCES = 16
+#: Default cap on rows (prompts x n) of one request: a bigger one would hold the engine alone.
+DEFAULT_MAX_ROWS = 512
 
 
 class InvalidParam(ValueError):
@@ -29,11 +34,14 @@ class InvalidParam(ValueError):
 class CompletionRequest:
     """A validated /v1/completions body: the prompts and how to sample and answer them."""
 
+    #: What the engine completes: the prompts, or their fill-in-the-middle form with a suffix.
     prompts: list[str]
     params: SamplingParams
     logprobs: int | None
     echo: bool
     stream: bool
+    #: The prompts as the client sent them (what ``echo`` repeats).
+    client_prompts: list[str]
 
 
 def _number(body: dict[str, Any], name: str, default: float, kind: type[int] | type[float]) -> Any:
@@ -47,8 +55,18 @@ def _number(body: dict[str, Any], name: str, default: float, kind: type[int] | t
     return kind(value)
 
 
-def parse_completion_request(body: Any, max_context: int) -> CompletionRequest:
-    """Validate a /v1/completions body; raises InvalidParam naming the offending field."""
+def parse_completion_request(
+    body: Any,
+    max_context: int,
+    *,
+    max_rows: int = DEFAULT_MAX_ROWS,
+    fim: FimTemplate | None = None,
+) -> CompletionRequest:
+    """Validate a /v1/completions body; raises InvalidParam naming the offending field.
+
+    ``max_rows`` caps prompts x n; ``fim`` is the served model's fill-in-the-middle template
+    (None when its tokenizer has no FIM tokens), used when the body has a ``suffix``.
+    """
     if not isinstance(body, dict):
         raise InvalidParam("body", "the request body must be a JSON object")
     prompt = body.get("prompt")
@@ -72,6 +90,14 @@ def parse_completion_request(body: Any, max_context: int) -> CompletionRequest:
     n = _number(body, "n", 1, int)
     if not 1 <= n <= MAX_N:
         raise InvalidParam("n", f"'n' must be between 1 and {MAX_N}, got {n}")
+    if len(prompts) * n > max_rows:
+        raise InvalidParam(
+            "n" if len(prompts) == 1 else "prompt",
+            f"this request asks for {len(prompts)} prompt(s) x n={n} = {len(prompts) * n} "
+            f"completions; this server takes at most {max_rows} per request (--max-rows): "
+            "split it into smaller requests",
+        )
+    engine_prompts = _fim_prompts(body.get("suffix"), prompts, fim)
     stop_field = body.get("stop")
     if stop_field is None:
         stop: tuple[str, ...] = ()
@@ -108,44 +134,78 @@ def parse_completion_request(body: Any, max_context: int) -> CompletionRequest:
         stop=stop,
         seed=seed_field % (1 << 31) if seed_field is not None else None,
     )
-    return CompletionRequest(prompts, params, logprobs_field, echo, stream)
+    return CompletionRequest(engine_prompts, params, logprobs_field, echo, stream, prompts)
+
+
+def _fim_prompts(suffix: Any, prompts: list[str], fim: FimTemplate | None) -> list[str]:
+    """The prompts the engine sees: with a ``suffix``, the model's fill-in-the-middle form."""
+    if suffix is None:
+        return prompts
+    if not isinstance(suffix, str):
+        raise InvalidParam("suffix", "'suffix' must be a string")
+    if fim is None:
+        if not suffix:  # nothing after the cursor: a plain completion is the same request
+            return prompts
+        raise InvalidParam(
+            "suffix",
+            "'suffix' needs a fill-in-the-middle model, and this model's tokenizer has no FIM "
+            "tokens (such as <fim_prefix>/<fim_suffix>/<fim_middle>): drop 'suffix' or serve "
+            "a FIM-trained model",
+        )
+    return [build_fim_prompt(prompt, suffix, fim) for prompt in prompts]
 
 
 # --------------------------------------------------------------------------- response bodies
-def _logprobs_block(candidate: GeneratedCandidate, offset_base: int) -> dict[str, Any]:
+def logprobs_block(
+    decode: Decode,
+    candidate: GeneratedCandidate,
+    offset_base: int,
+    top: bool,
+    label: TokenLabel | None = None,
+) -> dict[str, Any]:
+    """A choice's ``logprobs``: token strings that join to its text, their sampled log-probs,
+    offsets, and (when asked and the engine recorded them) the top alternatives per position."""
+    detokenizer = detokenize(decode, candidate.token_ids, candidate.text, label)
+    pieces = detokenizer.pieces
     offsets: list[int] = []
     position = offset_base
-    for token in candidate.tokens:
+    for piece in pieces:
         offsets.append(position)
-        position += len(token)
+        position += len(piece)
+    tops = getattr(candidate, "top_logprobs", ())
+    count = len(pieces)
     return {
-        "tokens": list(candidate.tokens),
-        "token_logprobs": list(candidate.token_logprobs),
+        "tokens": pieces,
+        "token_logprobs": [float(lp) for lp in candidate.token_logprobs],
         "text_offset": offsets,
-        # Alternatives are not computed; the sampled token's log-prob is what rankers need.
-        "top_logprobs": None,
+        "top_logprobs": top_logprob_dicts(detokenizer, tops, candidate.token_logprobs, 0, count)
+        if top and len(tops) == count
+        else None,
     }
 
 
 def completion_body(
     model_name: str,
     request: CompletionRequest,
-    results: list[GenerationRequest],
+    results: Sequence[GenerationRequest],
     completion_id: str,
     created: int,
+    decode: Decode,
+    label: TokenLabel | None = None,
 ) -> dict[str, Any]:
     """The non-streaming answer: one choice per prompt and sample, plus token usage."""
     choices = []
     completion_tokens = 0
+    top = bool(request.logprobs)
     for prompt_index, engine_request in enumerate(results):
         for sample_index, candidate in enumerate(engine_request.results):
-            prefix = engine_request.prompt if request.echo else ""
+            prefix = request.client_prompts[prompt_index] if request.echo else ""
             completion_tokens += candidate.generated_tokens
             choices.append(
                 {
                     "index": prompt_index * request.params.n + sample_index,
                     "text": prefix + candidate.text,
-                    "logprobs": _logprobs_block(candidate, len(prefix))
+                    "logprobs": logprobs_block(decode, candidate, len(prefix), top, label)
                     if request.logprobs is not None
                     else None,
                     "finish_reason": candidate.finish_reason,
@@ -186,9 +246,14 @@ def stream_chunk(
     return f"data: {json.dumps(payload)}\n\n"
 
 
-def stream_logprobs_block(tokens: list[str], token_logprobs: list[float]) -> dict[str, Any]:
-    """The ``logprobs`` of one stream chunk: its tokens' text and their sampled log-probs."""
-    return {"tokens": tokens, "token_logprobs": token_logprobs, "top_logprobs": None}
+def stream_logprobs_block(release: Release) -> dict[str, Any]:
+    """The ``logprobs`` of one stream chunk: the same fields as a whole choice's, for its part."""
+    return {
+        "tokens": release.tokens,
+        "token_logprobs": release.token_logprobs,
+        "text_offset": release.text_offset,
+        "top_logprobs": release.top_logprobs,
+    }
 
 
 def error_body(message: str, *, param: str | None, kind: str, code: str | None) -> dict[str, Any]:

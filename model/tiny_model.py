@@ -8,6 +8,7 @@ Its outputs are gibberish, so tests assert mechanics (shapes, determinism, stopp
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 # A few KB of Python-looking text to train the BPE on; the vocabulary only needs to cover
@@ -75,8 +76,14 @@ if __name__ == "__main__":
 SPECIAL_TOKENS = ("<|endoftext|>", "<|pad|>")
 
 
-def build_tiny_tokenizer(path: Path, vocab_size: int = 384) -> None:
-    """Train a byte-level BPE on the snippet above and save it as a ``PreTrainedTokenizerFast``."""
+def build_tiny_tokenizer(
+    path: Path, vocab_size: int = 384, extra_special_tokens: Sequence[str] = ()
+) -> None:
+    """Train a byte-level BPE on the snippet above and save it as a ``PreTrainedTokenizerFast``.
+
+    ``extra_special_tokens`` (e.g. fill-in-the-middle markers) join the vocabulary as special
+    tokens, each encoding as one token.
+    """
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -85,7 +92,7 @@ def build_tiny_tokenizer(path: Path, vocab_size: int = 384) -> None:
     tokenizer.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
-        special_tokens=list(SPECIAL_TOKENS),
+        special_tokens=[*SPECIAL_TOKENS, *extra_special_tokens],
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
@@ -95,6 +102,7 @@ def build_tiny_tokenizer(path: Path, vocab_size: int = 384) -> None:
         eos_token=SPECIAL_TOKENS[0],
         bos_token=SPECIAL_TOKENS[0],
         pad_token=SPECIAL_TOKENS[1],
+        additional_special_tokens=list(extra_special_tokens),
     )
     wrapped.save_pretrained(str(path))
 
@@ -109,6 +117,7 @@ def build_tiny_model(
     num_kv_heads: int = 2,
     intermediate_size: int | None = None,
     seed: int = 0,
+    extra_special_tokens: Sequence[str] = (),
 ) -> Path:
     """Write a tiny random ``LlamaForCausalLM`` + tokenizer into ``path`` and return it."""
     import torch
@@ -116,7 +125,7 @@ def build_tiny_model(
 
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
-    build_tiny_tokenizer(path)
+    build_tiny_tokenizer(path, extra_special_tokens=extra_special_tokens)
     tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
     config = LlamaConfig(
         vocab_size=len(tokenizer),

@@ -92,7 +92,9 @@ def _print_candidates(
             verdict = f"{mark} doctests {doctest['passed']}/{doctest['total']}"
         else:
             verdict = f"· {doctest['status']}"
-        print(f"  #{candidate['rank']}  {verdict:<16} mean log-prob {candidate['meanLogprob']:.3f}")
+        mean = candidate["meanLogprob"]  # null when the backend gave no log-probs
+        score = "no log-probs" if mean is None else f"mean log-prob {mean:.3f}"
+        print(f"  #{candidate['rank']}  {verdict:<16} {score}")
         text = candidate["insertText"]
         # At the end of a docstring the insertion starts with a line break: show it dedented.
         body = textwrap.dedent(text.lstrip("\n")) if text.startswith("\n") else text

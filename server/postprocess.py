@@ -163,6 +163,11 @@ def compiles(source: str) -> bool:
     return True
 
 
+def _mean_logprob_key(candidate: Candidate) -> float:
+    mean = candidate.mean_logprob
+    return mean if mean is not None else float("-inf")
+
+
 def _salvage_truncated(site: CompletionSite, text: str) -> str | None:
     """A candidate cut by the token limit: keep the longest prefix of whole lines that compiles."""
     lines = text.split("\n")
@@ -190,7 +195,8 @@ def clean_candidates(
     """Run every stage; best mean log-prob first among duplicates, order otherwise kept."""
     survivors: list[CleanCandidate] = []
     seen: set[str] = set()
-    ordered = sorted(candidates, key=lambda c: c.mean_logprob, reverse=True)
+    # Stable sort: candidates without log-probs (None) go last, in the backend's order.
+    ordered = sorted(candidates, key=_mean_logprob_key, reverse=True)
     for candidate in ordered:
         text = cut_at_stop(candidate.text)
         text = fix_indentation(site, text)

@@ -31,14 +31,14 @@ class RankedCandidate:
 
     continuation: str
     source: str
-    mean_logprob: float
+    mean_logprob: float | None  # None: the backend gave no log-probs
     sum_logprob: float
     finish_reason: str
     doctest: DoctestOutcome = field(default_factory=DoctestOutcome)
 
     def as_json(self) -> dict[str, Any]:
         return {
-            "meanLogprob": round(self.mean_logprob, 4),
+            "meanLogprob": None if self.mean_logprob is None else round(self.mean_logprob, 4),
             "sumLogprob": round(self.sum_logprob, 4),
             "finishReason": self.finish_reason,
             "doctest": {
@@ -62,6 +62,8 @@ class RankedCandidate:
                 "disabled": "doctest filter off",
                 "skipped": "doctests skipped (method)",
             }.get(outcome.status, f"doctests {outcome.status}")
+        if self.mean_logprob is None:
+            return f"{verdict} · no log-probs"
         return f"{verdict} · mean log-prob {self.mean_logprob:.3f}"
 
 
@@ -80,5 +82,11 @@ def rank_candidates(
         )
         for clean, outcome in zip(candidates, outcomes, strict=True)
     ]
-    ranked.sort(key=lambda r: (-r.doctest.passed, -r.mean_logprob))
+    # Stable sort: without log-probs (None), ties keep the backend's order.
+    ranked.sort(
+        key=lambda r: (
+            -r.doctest.passed,
+            -r.mean_logprob if r.mean_logprob is not None else float("inf"),
+        )
+    )
     return ranked

@@ -15,7 +15,13 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("server", "model", "evalkit")
 # Modules of the model tier that every package may import (stdlib + httpx/tokenizers only).
-MODEL_LIGHT_SEAM = {"model.protocol", "model.client", "model.paths", "model.cli_support"}
+MODEL_LIGHT_SEAM = {
+    "model.protocol",
+    "model.client",
+    "model.paths",
+    "model.cli_support",
+    "model.fim",
+}
 
 
 def _module_name(path: Path) -> str:

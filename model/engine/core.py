@@ -260,6 +260,12 @@ class Engine:
             step += 1
             next_list = next_ids.tolist()
             logprob_list = raw_logprobs.tolist()
+            top_k = max(row.request.top_logprobs for row in rows)
+            top_ids: list[list[int]] = []
+            top_values: list[list[float]] = []
+            if top_k:  # only when a request asked: a (B, V) top-k per step is not free
+                values, indices = torch.log_softmax(logits, dim=-1).topk(top_k, dim=-1)  # (B, k)
+                top_ids, top_values = indices.tolist(), values.tolist()
             keep: list[int] = []
             for i, row in enumerate(rows):
                 token_id, logprob = next_list[i], logprob_list[i]
@@ -275,8 +281,11 @@ class Engine:
                     continue
                 row.token_ids.append(token_id)
                 row.logprobs.append(logprob)
+                k = request.top_logprobs
+                top = tuple(zip(top_ids[i][:k], top_values[i][:k], strict=True)) if k else ()
+                row.tops.append(top)
                 if request.on_token is not None:
-                    request.on_token(row.sample_index, token_id, logprob)
+                    request.on_token(row.sample_index, token_id, logprob, top)
                 if request.params.stop and self._hit_stop(row):
                     finished[id(request)].append((row.sample_index, self._finish(row, "stop")))
                 elif len(row.token_ids) >= row.max_tokens:
@@ -331,11 +340,19 @@ class Engine:
 
     # ------------------------------------------------------------------ internals
     def _fit_prompt(self, request: GenerationRequest) -> list[int]:
-        """Encode, then cut from the left so the prompt plus ``max_tokens`` fits the context."""
+        """Encode, then cut from the left so the prompt plus ``max_tokens`` fits the context.
+
+        A BOS token the tokenizer put first stays first: the model always saw it there in
+        training, and without it every later logit shifts.
+        """
         ids = self.encode(request.prompt)
         room = max(1, self.max_context - min(request.params.max_tokens, self.max_context - 1))
         if len(ids) > room:
-            ids = ids[-room:]
+            bos = self.tokenizer.bos_token_id
+            if bos is not None and ids[0] == bos and room > 1:
+                ids = [ids[0], *ids[len(ids) - room + 1 :]]
+            else:
+                ids = ids[-room:]
         if not ids:  # an empty prompt still needs one position to predict from
             bos = self.tokenizer.bos_token_id
             ids = [int(bos if bos is not None else self.pad_token_id)]
@@ -448,4 +465,5 @@ class Engine:
             finish_reason=reason,
             tokens=self.token_texts(ids),
             generated_tokens=len(row.token_ids) + generated,
+            top_logprobs=tuple(row.tops[: len(ids)]),
         )

@@ -28,6 +28,9 @@ class GeneratedCandidate:
     tokens: tuple[str, ...]
     #: Tokens sampled, including any trimmed with a stop string and the EOS token.
     generated_tokens: int
+    #: Per kept token, the request's ``top_logprobs`` most likely (token id, raw log-prob) pairs
+    #: at its position, most likely first; empty unless asked for.
+    top_logprobs: tuple[tuple[tuple[int, float], ...], ...] = ()
 
     def to_candidate(self) -> Candidate:
         return Candidate(
@@ -42,14 +45,17 @@ class GeneratedCandidate:
 class GenerationRequest:
     """One prompt with its own sampling parameters, as the model server's scheduler submits it.
 
-    ``on_token(sample_index, token_id, raw_logprob)`` is called from the engine thread for each
-    sampled token (streaming); ``cancel`` drops this request's rows from the batch when set.
+    ``on_token(sample_index, token_id, raw_logprob, top)`` is called from the engine thread for
+    each sampled token (streaming; ``top`` holds the ``top_logprobs`` most likely (token id, raw
+    log-prob) pairs, or nothing); ``cancel`` drops this request's rows from the batch when set.
     """
 
     prompt: str
     params: SamplingParams
     cancel: threading.Event | None = None
-    on_token: Callable[[int, int, float], None] | None = None
+    on_token: Callable[[int, int, float, tuple[tuple[int, float], ...]], None] | None = None
+    #: How many of each position's most likely tokens to record (the server's ``logprobs: k``).
+    top_logprobs: int = 0
     #: Filled in by the engine: prompt tokens actually used (after left truncation).
     prompt_tokens: int = 0
     cancelled: bool = False
@@ -77,3 +83,4 @@ class DecodeRow:
     max_tokens: int
     token_ids: list[int] = field(default_factory=list)
     logprobs: list[float] = field(default_factory=list)
+    tops: list[tuple[tuple[int, float], ...]] = field(default_factory=list)

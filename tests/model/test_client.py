@@ -113,6 +113,22 @@ async def test_complete_against_the_model_server(model_server: ServerThread) -> 
             assert candidate.mean_logprob <= 0
 
 
+async def test_our_server_needs_no_adapting_until_n_passes_its_limit(
+    model_server: ServerThread,
+) -> None:
+    backend = OpenAIBackend([model_server.url], timeout_s=60)
+    try:
+        results = await backend.complete(["x", "y"], SamplingParams(n=3, max_tokens=2, seed=1))
+        assert [len(group) for group in results] == [3, 3] and backend.notices == []
+        caps = backend.capabilities[model_server.url]
+        assert caps.prompt_lists is True and caps.logprob_shape == "classic"
+        [many] = await backend.complete(["x"], SamplingParams(n=260, max_tokens=1, seed=1))
+    finally:
+        await backend.aclose()
+    assert len(many) == 260
+    assert caps.max_n == 256 and "at most 256" in backend.notices[0]
+
+
 async def test_server_400_becomes_request_error_with_its_message(
     model_server: ServerThread,
 ) -> None:
@@ -183,7 +199,7 @@ async def test_replicas_least_loaded_with_affinity_and_cool_down(scripted, monke
         await backend.aclose()
 
     # Ties between idle replicas are broken at random; pin it so the dead one is tried first.
-    monkeypatch.setattr("model.client.random.random", lambda: 0.0)
+    monkeypatch.setattr("model.replicas.random.random", lambda: 0.0)
     dead = _dead_url()
     survivor = Script("c")
     backend = OpenAIBackend([dead, scripted(survivor)])

@@ -132,7 +132,7 @@ def test_cancel_event_stops_decoding(engine: Engine) -> None:
     cancel = threading.Event()
     seen: list[int] = []
 
-    def on_token(_sample: int, token_id: int, _logprob: float) -> None:
+    def on_token(_sample: int, token_id: int, _logprob: float, _top: object = ()) -> None:
         seen.append(token_id)
         if len(seen) >= 3:
             cancel.set()

@@ -22,6 +22,30 @@ def _post(server: ServerThread, body: dict) -> httpx.Response:
     return httpx.post(f"{server.url}/v1/completions", json=body, timeout=60)
 
 
+def _stream(server: ServerThread, body: dict) -> dict[int, dict]:
+    """Stream ``body`` and put each choice back together: text, finish reason, log-probs."""
+    choices: dict[int, dict] = {}
+    with httpx.stream(
+        "POST", f"{server.url}/v1/completions", json={**body, "stream": True}, timeout=60
+    ) as response:
+        assert response.status_code == 200
+        lines = [line[6:] for line in response.iter_lines() if line.startswith("data: ")]
+    assert lines[-1] == "[DONE]"
+    for line in lines[:-1]:
+        part = json.loads(line)["choices"][0]
+        choice = choices.setdefault(
+            part["index"],
+            {"text": "", "finish_reason": None, "tokens": [], "token_logprobs": [], "top": []},
+        )
+        choice["text"] += part["text"]
+        choice["finish_reason"] = part["finish_reason"] or choice["finish_reason"]
+        if part["logprobs"] is not None:
+            choice["tokens"] += part["logprobs"]["tokens"]
+            choice["token_logprobs"] += part["logprobs"]["token_logprobs"]
+            choice["top"] += part["logprobs"]["top_logprobs"] or []
+    return choices
+
+
 def _wait_until(condition, timeout_s: float = 20.0) -> None:
     deadline = time.monotonic() + timeout_s
     while not condition():
@@ -85,6 +109,91 @@ def test_streaming_sends_deltas_that_add_up_to_the_full_answer(
     assert texts == expected
     assert all(f in ("stop", "length") for f in finish)
     assert len(events) > 3  # tokens arrived as they were generated, not in one piece
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_streamed_text_equals_non_streamed_text_when_a_stop_begins_inside_a_token(
+    model_server: ServerThread, seed: int
+) -> None:
+    base = {"prompt": PROMPT, "max_tokens": 30, "temperature": 0.8, "seed": seed, "logprobs": 0}
+    [full] = _post(model_server, base).json()["choices"]
+    text, lp = full["text"], full["logprobs"]
+    # Stops that start one character into a token of two or more characters ...
+    starts = [o + 1 for o, t in zip(lp["text_offset"], lp["tokens"], strict=True) if len(t) > 1]
+    stops = [text[start : start + 3] for start in starts[:2]]
+    assert len(stops) == 2
+    # ... and one the text ends with the beginning of, which never completes.
+    stops.append(text[-2:] + "\x00never")
+    for stop in stops:
+        body = {**base, "n": 2, "stop": [stop]}
+        expected = _post(model_server, body).json()["choices"]
+        streamed = _stream(model_server, body)
+        assert [streamed[c["index"]]["text"] for c in expected] == [c["text"] for c in expected]
+        for choice in expected:
+            got = streamed[choice["index"]]
+            assert stop not in got["text"]
+            assert got["finish_reason"] == choice["finish_reason"]
+            assert got["tokens"] == choice["logprobs"]["tokens"]
+            assert got["token_logprobs"] == choice["logprobs"]["token_logprobs"]
+        # Sample 0 repeats the unstopped sample (same seed): the stop really cut it.
+        cut = text.find(stop)
+        assert expected[0]["text"] == (text[:cut] if cut >= 0 else text)
+
+
+def test_logprob_tokens_join_to_the_text_for_characters_split_over_tokens(
+    model_server: ServerThread,
+) -> None:
+    # A hot temperature makes the tiny model emit raw bytes, some forming multi-byte characters
+    # (its vocabulary has no merges of non-ASCII bytes, so each is split over tokens).
+    body = {"prompt": PROMPT, "n": 16, "max_tokens": 48, "temperature": 1.5, "seed": 7}
+    choices = _post(model_server, {**body, "logprobs": 1}).json()["choices"]
+    split_characters = 0
+    for choice in choices:
+        lp = choice["logprobs"]
+        assert "".join(lp["tokens"]) == choice["text"]
+        assert lp["text_offset"] == [
+            len("".join(lp["tokens"][:i])) for i in range(len(lp["tokens"]))
+        ]
+        split_characters += sum(ord(c) > 127 and c != "\ufffd" for c in choice["text"])
+    assert split_characters > 0  # the case this test is about did occur
+    streamed = _stream(model_server, {**body, "logprobs": 1})
+    assert [streamed[c["index"]]["tokens"] for c in choices] == [
+        c["logprobs"]["tokens"] for c in choices
+    ]
+
+
+def test_top_logprobs_give_k_alternatives_per_position(model_server: ServerThread) -> None:
+    body = {"prompt": PROMPT, "n": 2, "max_tokens": 12, "seed": 4, "logprobs": 3}
+    choices = _post(model_server, body).json()["choices"]
+    for choice in choices:
+        lp = choice["logprobs"]
+        assert len(lp["top_logprobs"]) == len(lp["tokens"])
+        for token, logprob, top in zip(
+            lp["tokens"], lp["token_logprobs"], lp["top_logprobs"], strict=True
+        ):
+            assert 3 <= len(top) <= 4  # the 3 most likely, plus the sampled token if not one
+            assert top[token] == logprob
+            assert max(top.values()) >= logprob and all(v <= 0 for v in top.values())
+    streamed = _stream(model_server, body)
+    assert [streamed[c["index"]]["top"] for c in choices] == [
+        c["logprobs"]["top_logprobs"] for c in choices
+    ]
+
+
+def test_too_many_rows_in_one_request_get_a_400_naming_the_limit(
+    model_server: ServerThread, engine: Engine
+) -> None:
+    steps_before = engine.stats.decode_steps
+    huge = _post(model_server, {"prompt": ["x"] * 10_000, "n": 256, "max_tokens": 4})
+    assert huge.status_code == 400
+    error = huge.json()["error"]
+    assert error["param"] == "prompt"
+    assert "512" in error["message"] and "--max-rows" in error["message"]
+    assert _post(model_server, {"prompt": "x", "n": 256, "max_tokens": 4}).status_code == 200
+    over = _post(model_server, {"prompt": ["x", "y", "z"], "n": 200, "max_tokens": 1})
+    assert over.status_code == 400
+    # Only the request within the cap reached the engine.
+    assert engine.stats.decode_steps - steps_before <= 4
 
 
 @pytest.mark.parametrize(
@@ -232,7 +341,16 @@ def test_docomplete_serve_answers_completions(tiny_model_path: Path) -> None:
         port = sock.getsockname()[1]
     docomplete = Path(sys.executable).with_name("docomplete")
     process = subprocess.Popen(
-        [str(docomplete), "serve", "--model", str(tiny_model_path), "--port", str(port)],
+        [
+            str(docomplete),
+            "serve",
+            "--model",
+            str(tiny_model_path),
+            "--port",
+            str(port),
+            "--max-rows",
+            "4",
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -256,6 +374,10 @@ def test_docomplete_serve_answers_completions(tiny_model_path: Path) -> None:
         )
         assert response.status_code == 200
         assert len(response.json()["choices"]) == 2
+        too_many = httpx.post(
+            f"{url}/v1/completions", json={"prompt": PROMPT, "n": 5, "max_tokens": 5}, timeout=60
+        )
+        assert too_many.status_code == 400 and too_many.json()["error"]["param"] == "n"
     finally:
         process.terminate()
         process.wait(timeout=30)
