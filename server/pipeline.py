@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import dataclasses
 import itertools
 import logging
 import time
@@ -16,6 +17,7 @@ from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Any
 
+from model.fim import FimTemplate
 from model.protocol import (
     Backend,
     BackendError,
@@ -28,6 +30,7 @@ from server.cache import CompletionCache
 from server.config import ServerConfig
 from server.context import CompletionSite, StubReader, find_completion_site
 from server.doctest_filter import extract_examples, run_examples
+from server.fim_prompt import build_site_fim_prompt, resolve_fim_template
 from server.postprocess import CleanCandidate, clean_candidates, syntax_checkable
 from server.ranking import DoctestOutcome, RankedCandidate, rank_candidates
 from server.real_file_doctests import find_site_packages, run_site_doctests
@@ -163,6 +166,7 @@ class CompletionPipeline:
         self.health = health or BackendHealth()
         self._pending: dict[Hashable, _SharedWork] = {}
         self.workspace_root: str | None = None  # the editor's workspace (virtualenv lookup)
+        self._fim_templates: dict[tuple[str, tuple[str, ...], str | None], FimTemplate | None] = {}
 
     async def backend(self, config: ServerConfig) -> Backend:
         """The backend for ``config``, built on first use and rebuilt when its spec changes."""
@@ -351,8 +355,9 @@ class CompletionPipeline:
             raise BackendFailure(failing, first_of_outage=False)
         try:
             backend = await self.backend(config)
+            prompt, params = await self._model_prompt(site, config, params)
             results = await asyncio.wait_for(
-                backend.complete([site.prompt], params, affinity=affinity),
+                backend.complete([prompt], params, affinity=affinity),
                 timeout=config.request_timeout,
             )
         except TimeoutError:
@@ -367,6 +372,20 @@ class CompletionPipeline:
         if self.health.record_success():
             log.info("backend reachable again")
         return list(results[0]) if results else []
+
+    async def _model_prompt(
+        self, site: CompletionSite, config: ServerConfig, params: SamplingParams
+    ) -> tuple[str, SamplingParams]:
+        """The prompt sent to the model: fill-in-the-middle when the model takes it."""
+        key = (config.fim_template, config.backend, config.model_path)
+        if key not in self._fim_templates:
+            self._fim_templates[key] = await asyncio.to_thread(resolve_fim_template, *key)
+        template = self._fim_templates[key]
+        if template is None:
+            return site.prompt, params
+        prompt = build_site_fim_prompt(site, template, config.context_tokens, self.count_tokens())
+        stops = tuple(dict.fromkeys([*params.stop, *template.stop_sequences]))
+        return prompt, dataclasses.replace(params, stop=stops)
 
     async def _doctests(
         self,

@@ -49,8 +49,7 @@ def test_partial_body_continues_from_the_cursor():
         "    return found\n"
     )
     assert site.prompt == (
-        'def evens(values):\n    """The even values."""\n    found = []\n'
-        "    for value in values:\n"
+        'def evens(values):\n    """The even values."""\n    found = []\n    for value in values:\n'
     )
     assert site.suffix == "\n    return found\n"
     # The model writes the loop body, then the code below again: it stops where that resumes.
@@ -178,10 +177,7 @@ def test_nested_function_keeps_the_outer_function_not_an_earlier_class():
 
 def test_async_function():
     site = site_at(
-        "import asyncio\n\n\n"
-        "async def pause(seconds):\n"
-        '    """Sleep, then say so."""\n'
-        "    |\n"
+        'import asyncio\n\n\nasync def pause(seconds):\n    """Sleep, then say so."""\n    |\n'
     )
     assert site.function_name == "pause"
     assert site.prompt.endswith('async def pause(seconds):\n    """Sleep, then say so."""\n')
