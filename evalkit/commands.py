@@ -61,6 +61,7 @@ def register(commands: argparse._SubParsersAction, bench: argparse._SubParsersAc
         help="backend calls in flight (default: 1 embedded, 4 per URL for model servers)",
     )
     _add_execution_args(run)
+    _add_filter_n_arg(run)
     run.set_defaults(func=_cmd_run)
 
     score = evals.add_parser(
@@ -73,7 +74,14 @@ def register(commands: argparse._SubParsersAction, bench: argparse._SubParsersAc
     score.add_argument(
         "--temperature", type=float, help="temperature the samples were drawn at (recorded only)"
     )
+    score.add_argument(
+        "--allow-partial",
+        action="store_true",
+        help="score a file that misses problems of the dataset: figures are over the "
+        "attempted problems only, and every report says how many",
+    )
     _add_execution_args(score)
+    _add_filter_n_arg(score)
     score.set_defaults(func=_cmd_score)
 
     report = evals.add_parser("report", help="markdown + JSON + PNG plots for one or more runs")
@@ -120,6 +128,18 @@ def _add_execution_args(parser: argparse.ArgumentParser) -> None:
         "--memory-mb", type=int, default=1024, help="memory cap per sample (default 1024)"
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _add_filter_n_arg(parser: argparse.ArgumentParser) -> None:
+    from evalkit.candidate_policy import DEFAULT_N
+
+    parser.add_argument(
+        "--filter-n",
+        type=int,
+        default=DEFAULT_N,
+        help="candidates the editor asks for (docomplete.n): filtered pass@1 is the pass rate "
+        f"of the best-ranked of that many samples (default {DEFAULT_N}, the editor's default)",
+    )
 
 
 def _load_dataset(spec: str) -> Any:
@@ -218,6 +238,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         timeout=args.timeout,
         memory_mb=args.memory_mb,
         workers=args.workers,
+        filter_n=args.filter_n,
     )
     if args.temperature < 0 or not 0 < args.top_p <= 1:
         raise CommandError("need --temperature >= 0 and 0 < --top-p <= 1")
@@ -242,6 +263,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         batch_prompts=args.batch_prompts,
         timeout_s=args.timeout,
         memory_mb=args.memory_mb,
+        filter_n=args.filter_n,
     )
     summary = _run_generation(config, dataset, backend, args)
     _print_summary(summary, args.out)
@@ -285,17 +307,9 @@ def _run_generation(config: Any, dataset: Any, backend: Any, args: argparse.Name
 
 
 def _print_summary(summary: dict[str, Any], out: Path) -> None:
-    metrics = [key for key in summary if key.startswith("pass@")]
-    parts = [f"{key} {summary[key]:.2%}" for key in metrics]
-    temperature = summary["temperature"]
-    at = f" at T={temperature}" if temperature is not None else ""
-    print(f"{summary['problems']} problems × n={summary['n']}{at}: " + ", ".join(parts))
-    print(
-        f"filtered pass@1 (docstring examples, then mean log-prob): {summary['filtered_pass@1']:.2%}"
-    )
-    counts = ", ".join(f"{k} {v}" for k, v in summary["status_counts"].items() if v)
-    print(f"verdicts: {counts}")
-    print(f"results in {out}/summary.json; plots: docomplete eval report {out}")
+    from evalkit.summary import summary_text
+
+    print(summary_text(summary, out))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -351,14 +365,20 @@ def read_foreign_samples(path: Path, dataset: Any) -> list[Any]:
 
 
 def _cmd_score(args: argparse.Namespace) -> int:
+    from evalkit.coverage import check_coverage
     from evalkit.data import file_sha256
     from evalkit.runner import ExecutionSettings, RunError, run_scoring
 
-    _check_positive(timeout=args.timeout, memory_mb=args.memory_mb, workers=args.workers)
+    _check_positive(
+        timeout=args.timeout, memory_mb=args.memory_mb, workers=args.workers, filter_n=args.filter_n
+    )
     if not args.samples.is_file():
         raise CommandError(f"samples file {args.samples} not found")
     dataset = _load_dataset(args.dataset)
     samples = read_foreign_samples(args.samples, dataset)
+    check_coverage(
+        args.samples, [s.task_id for s in samples], dataset, allow_partial=args.allow_partial
+    )
     config = {
         "kind": "score",
         "samples_file": str(args.samples.resolve()),
@@ -368,6 +388,8 @@ def _cmd_score(args: argparse.Namespace) -> int:
         "temperature": args.temperature,
         "timeout_s": args.timeout,
         "memory_mb": args.memory_mb,
+        "allow_partial": args.allow_partial,
+        "filter_n": args.filter_n,
     }
     execution = ExecutionSettings(
         timeout_s=args.timeout, memory_mb=args.memory_mb, workers=args.workers
@@ -386,12 +408,6 @@ def _cmd_score(args: argparse.Namespace) -> int:
     except RunError as exc:
         raise CommandError(str(exc)) from None
     _print_summary(summary, args.out)
-    unscored = len(dataset.problems) - summary["problems"]
-    if unscored:
-        print(
-            f"note: {unscored} of {len(dataset.problems)} problems had no samples "
-            "and are not counted"
-        )
     return 0
 
 
@@ -463,6 +479,8 @@ def _cmd_bench_eval(args: argparse.Namespace) -> int:
         "goal_wall_s": 900,
         "ratio": round(wall_s / 900, 3),
         "filtered_pass@1": summary["filtered_pass@1"],
+        "filtered_at_n": summary["filtered_at_n"],
+        "filtered_pass@1_curve": summary["filtered_pass@1_curve"],
         "status_counts": summary["status_counts"],
         "run_dir": str(args.out),
         "model": model_id,

@@ -4,7 +4,13 @@ For a problem with n scored samples, a heuristic picks the highest-ranked of k s
 without replacement. Its expected pass rate is computed in closed form over all C(n, k) subsets:
 the sample at ascending rank position j is the pick of a subset exactly when the subset holds it
 and k - 1 of the j samples below it, so its weight is ``C(j, k-1) / C(n, k)``. Tied samples share
-the mean weight of their positions (a uniformly random tie-break).
+the mean weight of their positions (a uniformly random tie-break: the k samples of one request
+come back in random order).
+
+The ``doctest_filter`` heuristic is the editor's candidate policy (``evalkit.candidate_policy``):
+samples it drops are never shown, the rest are ranked by its key, and the pick is judged on the
+body it shows (``ScoredSample.shown_passed``). Duplicates need no special care: the policy
+keeps the likelier of two identical bodies, which passes or fails exactly like the other.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
+from evalkit.candidate_policy import preference
 from evalkit.passk import pass_at_k
 
 
@@ -23,17 +30,18 @@ class ScoredSample:
 
     passed: bool
     sum_logprob: float
-    mean_logprob: float
+    mean_logprob: float | None  # None: no log-probs (ranked after any, in random order)
     examples_passed: int = 0
-    compiles: bool = True
+    compiles: bool = True  # the candidate policy keeps it (it compiles after post-processing)
+    shown_passed: bool | None = None  # verdict of the body shown for it; None: same as passed
 
 
 SortKey = Callable[[ScoredSample], tuple[float, ...]]
 
 
-def _finite(value: float) -> float:
+def _finite(value: float | None) -> float:
     # An empty completion has mean log-prob -inf; NaN would break sorting, so rank it last too.
-    return value if not math.isnan(value) else float("-inf")
+    return value if value is not None and not math.isnan(value) else float("-inf")
 
 
 #: Heuristics in the order they are plotted; "random" and "oracle" bracket the others.
@@ -48,13 +56,9 @@ STRATEGIES: dict[str, str] = {
 _SORT_KEYS: dict[str, SortKey] = {
     "sum_logprob": lambda s: (_finite(s.sum_logprob),),
     "mean_logprob": lambda s: (_finite(s.mean_logprob),),
-    # What the LSP does: it drops candidates that do not compile, then prefers the most
-    # docstring examples passed, then the highest mean log-prob.
-    "doctest_filter": lambda s: (
-        float(s.compiles),
-        float(s.examples_passed),
-        _finite(s.mean_logprob),
-    ),
+    # What the LSP does: it drops candidates that do not compile (never shown: they sort
+    # lowest and count as a failure when a request has nothing else), then ranks the rest.
+    "doctest_filter": lambda s: (float(s.compiles), *preference(s.examples_passed, s.mean_logprob)),
 }
 
 
@@ -78,6 +82,9 @@ def expected_pick_pass_rate(samples: Sequence[ScoredSample], k: int, strategy: s
     if strategy not in _SORT_KEYS:
         raise ValueError(f"unknown ranking strategy {strategy!r}; one of {', '.join(STRATEGIES)}")
     sort_key = _SORT_KEYS[strategy]
+    verdict: Callable[[ScoredSample], bool] = (
+        _shown_verdict if strategy == "doctest_filter" else _own_verdict
+    )
     ordered = sorted(samples, key=sort_key)
     weights = _position_weights(n, k)
     expected = 0.0
@@ -88,9 +95,20 @@ def expected_pick_pass_rate(samples: Sequence[ScoredSample], k: int, strategy: s
         while end < n and sort_key(ordered[end]) == group_key:
             end += 1
         group_weight = sum(weights[start:end]) / (end - start)
-        expected += group_weight * sum(sample.passed for sample in ordered[start:end])
+        expected += group_weight * sum(verdict(sample) for sample in ordered[start:end])
         start = end
     return expected
+
+
+def _own_verdict(sample: ScoredSample) -> bool:
+    return sample.passed
+
+
+def _shown_verdict(sample: ScoredSample) -> bool:
+    # A dropped sample is shown only when nothing else is left, that is never: a failure.
+    if sample.shown_passed is not None:
+        return sample.shown_passed and sample.compiles
+    return sample.passed
 
 
 def curve_ks(max_n: int) -> list[int]:
@@ -123,17 +141,44 @@ def ranking_curves(
     return curves
 
 
-def filtered_pass_at_1(problems: Sequence[Sequence[ScoredSample]]) -> float:
-    """Pass rate of the single candidate the LSP would show after ranking all n samples.
+def filter_ns(max_n: int) -> list[int]:
+    """The n values of the filtered pass@1 curve: 1, 2, 4, 8, … and max_n itself."""
+    ns = []
+    n = 1
+    while n < max_n:
+        ns.append(n)
+        n *= 2
+    return [*ns, max_n] if max_n >= 1 else []
 
-    The docstring-examples filter (non-compiling code last, then examples passed, then mean
-    log-prob) picks from every sample of each problem (k = n); ties are broken uniformly at
-    random, in expectation.
+
+def filtered_pass_at_1(problems: Sequence[Sequence[ScoredSample]], n: int | None = None) -> float:
+    """Pass rate of the one candidate the editor shows when it asks the backend for n samples.
+
+    For each problem, the expected verdict of the top-ranked candidate (candidate policy:
+    non-compiling code dropped, then docstring examples passed, then mean log-prob) among a
+    random subset of n of its samples, exact over all subsets; ties are broken uniformly at
+    random. A problem with fewer than n samples uses all of them; ``n=None`` ranks every sample
+    (the editor's own n is ``candidate_policy.DEFAULT_N``, the summary's headline).
     """
     problems = [samples for samples in problems if samples]
     if not problems:
         return 0.0
     total = sum(
-        expected_pick_pass_rate(samples, len(samples), "doctest_filter") for samples in problems
+        expected_pick_pass_rate(
+            samples, len(samples) if n is None else min(n, len(samples)), "doctest_filter"
+        )
+        for samples in problems
     )
     return total / len(problems)
+
+
+def filtered_curve(
+    problems: Sequence[Sequence[ScoredSample]], ns: Sequence[int] | None = None
+) -> dict[int, float]:
+    """Filtered pass@1 at each n (default :func:`filter_ns` of the smallest sample count)."""
+    problems = [samples for samples in problems if samples]
+    if not problems:
+        return {}
+    smallest = min(len(samples) for samples in problems)
+    chosen = filter_ns(smallest) if ns is None else [n for n in ns if 1 <= n <= smallest]
+    return {n: filtered_pass_at_1(problems, n) for n in chosen}

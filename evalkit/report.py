@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from evalkit.coverage import denominator
 from evalkit.data import DatasetError, load_dataset
 from evalkit.ranking import STRATEGIES
 from evalkit.runner import RunError, SampleRecord, load_run
@@ -90,7 +91,7 @@ def _plot_pass_at_k(views: Sequence[_RunView], path: Path) -> None:
     for i, view in enumerate(views):
         xs = [j + i * width for j in range(len(metrics))]
         values = [100 * view.summary.get(m, 0.0) for m in metrics]
-        bars = ax.bar(xs, values, width=width, label=view.name)
+        bars = ax.bar(xs, values, width=width, label=f"{view.name}, {denominator(view.summary)}")
         ax.bar_label(bars, fmt="%.1f", fontsize=7)
     ax.set_xticks([j + width * (len(views) - 1) / 2 for j in range(len(metrics))], metrics)
     ax.set_ylabel("% of problems")
@@ -152,27 +153,33 @@ def _markdown(views: Sequence[_RunView]) -> str:
     lines = ["# HumanEval report", ""]
     keys = ["pass@1", "pass@10", "pass@100"]
     lines.append(
-        "**filtered pass@1** is the pass rate of the one candidate the editor shows: all n "
-        "samples ranked like the LSP ranks them (code that does not compile dropped, then "
-        "docstring examples passed, then mean token log-prob)."
+        "**filtered pass@1** is the pass rate of the one candidate the editor shows: of the "
+        "editor's n samples (n in brackets; `docomplete.n`, default 4), post-processed and "
+        "ranked by the LSP's candidate policy (code that does not compile dropped, then "
+        "docstring examples passed, then mean token log-prob), the top one, judged by the "
+        "hidden tests; exact expectation over all n-subsets of a problem's samples."
     )
     lines.append("")
     statuses = ("passed", "failed", "timeout", "memory", "crashed", "output_limit")
     header = ["run", "problems", "n", "T", "**filtered pass@1**", *keys, *statuses]
+    scope = [f"{view.name}: scores are {denominator(view.summary)}" for view in views]
+    lines += [f"*{line}*" for line in scope] + [""]
     lines.append("| " + " | ".join(header) + " |")
     lines.append("|---" * len(header) + "|")
     for view in views:
         s = view.summary
         counts = s.get("status_counts", {})
         lines.append(
-            f"| {view.name} | {s.get('problems')} | {s.get('n')} | {s.get('temperature')} | "
-            f"**{_pct(s.get('filtered_pass@1'))}** | "
+            f"| {view.name} | {_problems_cell(s)} | {s.get('n')} | {s.get('temperature')} | "
+            f"**{_pct(s.get('filtered_pass@1'))}** ({_filter_n_cell(s)}) | "
             + " | ".join(_pct(s.get(k)) for k in keys)
             + " | "
             + " | ".join(str(counts.get(status, 0)) for status in statuses)
             + " |"
         )
-    lines += ["", "![pass@k](pass_at_k.png)", "", "## Which sample to show (Codex Fig. 7)", ""]
+    lines += ["", "![pass@k](pass_at_k.png)", ""]
+    lines += _filtered_curve_table(views)
+    lines += ["## Which sample to show (Codex Fig. 7)", ""]
     for view in views:
         curves = view.summary.get("ranking", {})
         ks = sorted({int(k) for curve in curves.values() for k in curve})
@@ -214,6 +221,32 @@ def _markdown(views: Sequence[_RunView]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _problems_cell(summary: dict[str, Any]) -> str:
+    coverage = summary.get("coverage") or {}
+    if coverage and not coverage.get("complete", True):
+        return f"{coverage['attempted']} of {coverage['dataset_problems']}"
+    return str(summary.get("problems"))
+
+
+def _filter_n_cell(summary: dict[str, Any]) -> str:
+    # Runs summarised before the policy was shared ranked all n samples.
+    return f"n={summary.get('filtered_at_n', summary.get('n'))}"
+
+
+def _filtered_curve_table(views: Sequence[_RunView]) -> list[str]:
+    """Filtered pass@1 against the number of candidates the editor asks for."""
+    curves = {view.name: view.summary.get("filtered_pass@1_curve") or {} for view in views}
+    ns = sorted({int(n) for curve in curves.values() for n in curve})
+    if not ns:
+        return []
+    lines = ["## Filtered pass@1 vs the editor's n", ""]
+    lines.append("| run | " + " | ".join(f"n={n}" for n in ns) + " |")
+    lines.append("|---" * (len(ns) + 1) + "|")
+    for name, curve in curves.items():
+        lines.append(f"| {name} | " + " | ".join(_pct(curve.get(str(n))) for n in ns) + " |")
+    return [*lines, ""]
+
+
 def _fmt(value: float | int | None) -> str:
     return "—" if value is None else f"{value:.1f}"
 
@@ -239,6 +272,7 @@ def write_report(runs: Sequence[Path], out: Path) -> list[Path]:
             {
                 "name": view.name,
                 "path": str(view.path),
+                "denominator": denominator(view.summary),
                 "summary": view.summary,
                 "bleu": {
                     "passed": _bleu_stats(view.bleu_passed),

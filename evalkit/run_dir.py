@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from evalkit.candidate_policy import DEFAULT_N
 from evalkit.data import DatasetError, read_appended_records
 
 #: Codex's stop sequences: the body ends where the next top-level statement would start.
@@ -75,6 +76,9 @@ class RunConfig:
     timeout_s: float = 10.0
     memory_mb: int = 1024
     kind: str = "run"
+    # How many samples the editor asks for: filtered pass@1 is headlined at it. Only the
+    # summary depends on it, so a resume may change it.
+    filter_n: int = DEFAULT_N
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)

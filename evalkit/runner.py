@@ -351,6 +351,7 @@ async def run_generation(
         [SampleRecord.from_json(r) for r in samples.values()],
         list(results.values()),
         config=config.to_json(),
+        dataset_ids=[problem.task_id for problem in dataset.problems],
     )
     summary["timing"] = {"last_session_s": round(time.monotonic() - started, 2)}
     write_summary(out_dir, summary)
@@ -392,7 +393,13 @@ async def run_scoring(
     finally:
         bar.close()
         run_dir.close()
-    summary = summarize(problems, list(samples_records), list(results.values()), config=config)
+    summary = summarize(
+        problems,
+        list(samples_records),
+        list(results.values()),
+        config=config,
+        dataset_ids=[problem.task_id for problem in dataset.problems],
+    )
     summary["timing"] = {"last_session_s": round(time.monotonic() - started, 2)}
     write_summary(out_dir, summary)
     return summary

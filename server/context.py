@@ -14,6 +14,8 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+# Re-exported: the function with a body, as the candidate policy builds it.
+from evalkit.candidate_policy import function_source as function_source
 from server.prompt_builder import build_module_context, enclosing_context, top_level_blocks
 from server.site_finder import (
     InsideDocstring,
@@ -198,20 +200,3 @@ def find_completion_site(
         cursor_offset=cursor_offset,
         document=source,
     )
-
-
-def function_source(site: CompletionSite, continuation: str) -> str:
-    """The whole function (dedented to module level) with ``continuation`` as its body."""
-    text = site.function_prefix + continuation
-    if not site.starts_at_line:
-        text += site.rest_of_line  # the code after a mid-line cursor stays where it is
-    if site.def_indent:
-        # Drop the enclosing class line we added, then dedent by the def's indentation.
-        text = text.split("\n", 1)[1] if text.lstrip().startswith("class ") else text
-        dedented = []
-        for line in text.split("\n"):
-            dedented.append(
-                line[len(site.def_indent) :] if line.startswith(site.def_indent) else line
-            )
-        text = "\n".join(dedented)
-    return text if text.endswith("\n") else text + "\n"

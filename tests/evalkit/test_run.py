@@ -270,3 +270,19 @@ def test_unreachable_server_is_one_clear_error(setup: dict[str, Path]) -> None:
     assert done.returncode == 2
     assert "rerun the same command to resume" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_a_limited_run_says_what_its_scores_are_over(setup: dict[str, Path]) -> None:
+    out = setup["root"] / "limited"
+    args = run_args(setup, out, "--limit", "2")
+    args[args.index("--n") + 1] = "8"
+    done = run_cli(*args)
+    assert done.returncode == 0, done.stderr
+    assert "scores are over 2 of 6 problems (--limit 2)" in done.stdout
+    assert "filtered pass@1 (best-ranked of n=4 candidates" in done.stdout
+    assert "vs n: n=1 " in done.stdout and " n=8 " in done.stdout
+    summary = metrics(out)
+    assert summary["coverage"]["denominator"] == "over 2 of 6 problems"
+    assert summary["coverage"]["missing"] == [f"Comment/{i}" for i in range(2, 6)]
+    assert list(summary["filtered_pass@1_curve"]) == ["1", "2", "4", "8"]
+    assert summary["filtered_pass@1"] == summary["filtered_pass@1_curve"]["4"]

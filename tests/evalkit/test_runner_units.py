@@ -115,7 +115,13 @@ def test_summary_from_samples_and_verdicts() -> None:
     assert summary["pass@1"] == pytest.approx((0.3 + 0.0) / 2)
     assert summary["pass@10"] == pytest.approx(0.5)
     assert "pass@100" not in summary
-    assert summary["filtered_pass@1"] == pytest.approx(0.5)  # no examples: mean log-prob decides
+    # No examples: mean log-prob decides. Ranking all 10 samples finds problem 0's passes...
+    assert summary["filtered_pass@1_curve"]["10"] == pytest.approx(0.5)
+    # ...but the editor ranks its n=4: one of the 3 passes must be among them (1 - C(7,4)/C(10,4)).
+    assert summary["filter_n"] == summary["filtered_at_n"] == 4
+    assert summary["filtered_pass@1"] == pytest.approx((1 - 35 / 210) / 2)
+    assert list(summary["filtered_pass@1_curve"]) == ["1", "2", "4", "8", "10"]
+    assert summary["filtered_pass@1_curve"]["1"] == pytest.approx(summary["pass@1"])
     assert summary["status_counts"] == {
         "passed": 3,
         "failed": 15,

