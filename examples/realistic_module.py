@@ -30,7 +30,7 @@ def celsius_to_kelvin(c: float) -> float:
 
 
 def page_slug(title: str, page: int) -> str:
-    """The URL slug of a page: the slugified title, a hyphen, the page number.
+    """The URL slug of a page: slugify(title), a hyphen, the page number.
 
     >>> page_slug("Hello World", 2)
     'hello-world-2'
