@@ -92,7 +92,9 @@ def describe(candidate: Any) -> str:
     elif verdict == "failed":
         text = f"failed: {counts}" + (f" ({status})" if status != "failed" else "")
     elif verdict == "unverifiable":
-        text = f"unverifiable: {counts}, the others could not run" if total else "unverifiable"
+        text = "unverifiable: the examples could not run"
+        if passed:
+            text = f"unverifiable: {counts}, the others could not run"
     else:
         text = f"skipped: {_SKIP_REASONS.get(status, status)}"
     mean = getattr(candidate, "mean_logprob", None)
