@@ -4,9 +4,10 @@ A candidate's doctest status (``passed``, ``failed``, ``timeout``, ``unverifiabl
 ``no-examples`` …) is shown as one of four verdicts: ``passed``, ``failed`` (it contradicts its
 own docstring), ``unverifiable`` (the examples could not be run for it: a package the sandbox
 lacks, the sandbox itself unavailable) or ``skipped`` (nothing was checked: no examples, filter
-off). With the filter on, a failed candidate is never ghost text while another candidate does
-not fail; when every candidate fails, ``showFailing`` decides: ``picker`` (no ghost text, the
-candidates stay in the picker marked failed), ``never`` (not offered anywhere) or ``always``.
+off). Failed candidates always rank after the others. ``showFailing`` says where they go:
+``picker`` (default: never ghost text — not even when every candidate fails — but listed in the
+picker, marked failed), ``never`` (not offered anywhere) or ``always`` (offered as ghost text
+too, after the others, as before this setting existed).
 """
 
 from __future__ import annotations
@@ -58,13 +59,10 @@ def order_by_verdict(ranked: Sequence[T]) -> list[T]:
 
 
 def ghost_candidates(ranked: Sequence[T], *, show_failing: str, doctest_filter: bool) -> list[T]:
-    """The candidates that may be shown as ghost text, best first."""
-    if not doctest_filter:
+    """The candidates that may be shown as ghost text, best first (failed ones last)."""
+    if not doctest_filter or show_failing == "always":
         return list(ranked)
-    kept = [candidate for candidate in ranked if _verdict(candidate) != "failed"]
-    if kept or show_failing != "always":
-        return kept
-    return list(ranked)
+    return [candidate for candidate in ranked if _verdict(candidate) != "failed"]
 
 
 def picker_candidates(ranked: Sequence[T], *, show_failing: str, doctest_filter: bool) -> list[T]:

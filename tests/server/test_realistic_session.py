@@ -29,7 +29,7 @@ REPLIES = [
     Reply(
         ["    return c * 9 / 5 + 32\n", "    return c + 273.15\n"],
         [-0.1, -0.5],
-        match="def celsius_to_kelvin(c: float) -> float:\n    \"\"\"Convert",
+        match='def celsius_to_kelvin(c: float) -> float:\n    """Convert',
     ),
     Reply(['    return f"{slugify(title)}-{page}"\n'], [-0.2], match="def page_slug("),
     Reply(["    return httpx.codes.get_reason_phrase(code)\n"], [-0.2], match="def status_text("),
@@ -129,28 +129,35 @@ async def ask(client: LanguageClient, state: MarkedCursor) -> tuple[dict, list[s
 
 
 def verdicts(answer: dict) -> list[tuple[str, str, bool]]:
-    return [(c["insertText"].strip(), c["verdictLabel"], c["ghostText"]) for c in answer["candidates"]]
+    return [
+        (c["insertText"].strip(), c["verdictLabel"], c["ghostText"]) for c in answer["candidates"]
+    ]
 
 
-async def test_every_cursor_of_the_realistic_module(client: LanguageClient, backend: ScriptedBackend):
-    version = 0
+async def test_every_cursor_of_the_realistic_module(
+    client: LanguageClient, backend: ScriptedBackend
+):
     results = {}
-    for name in (
-        "celsius_to_kelvin",
-        "page_slug",
-        "status_text",
-        "size",
-        "words",
-        "fibonacci",
-        "fetch_json",
-        "fetch_all",
-        "clamp",
+    for version, name in enumerate(
+        (
+            "celsius_to_kelvin",
+            "page_slug",
+            "status_text",
+            "size",
+            "words",
+            "fibonacci",
+            "fetch_json",
+            "fetch_all",
+            "clamp",
+        ),
+        start=1,
     ):
-        version += 1
         show(client, cursor(name), version)
         answer, ghosts = await ask(client, cursor(name))
         assert answer["function"] == name
-        prompt = next(r["prompt"][0] for r in reversed(backend.requests) if f"def {name}(" in r["prompt"][0])
+        prompt = next(
+            r["prompt"][0] for r in reversed(backend.requests) if f"def {name}(" in r["prompt"][0]
+        )
         results[name] = (verdicts(answer), ghosts, prompt)
 
     # The body that contradicts its docstring is listed, marked failed, and never ghost text.
@@ -194,9 +201,7 @@ async def test_every_cursor_of_the_realistic_module(client: LanguageClient, back
 async def test_show_failing_when_every_candidate_fails(
     client: LanguageClient, backend: ScriptedBackend
 ):
-    backend.set_replies(
-        [Reply(["    return c * 9 / 5 + 32\n", "    return c\n"], [-0.1, -0.2])]
-    )
+    backend.set_replies([Reply(["    return c * 9 / 5 + 32\n", "    return c\n"], [-0.1, -0.2])])
     state = cursor("celsius_to_kelvin")
     show(client, state)
     answer, ghosts = await ask(client, state)  # default: picker
@@ -219,7 +224,9 @@ async def test_form_feed_and_line_separator_then_an_incremental_edit(
     uri = "file:///work/formfeed.py"
     client.text_document_did_open(
         types.DidOpenTextDocumentParams(
-            text_document=types.TextDocumentItem(uri=uri, language_id="python", version=1, text=text)
+            text_document=types.TextDocumentItem(
+                uri=uri, language_id="python", version=1, text=text
+            )
         )
     )
     # Type four spaces on the last (empty) line: an incremental edit after the form feed.
