@@ -70,7 +70,9 @@ def test_failing_imports_are_skipped_and_the_rest_of_the_prelude_runs():
     site = site_of(MODULE)
     plan = build_plan(site, ["def triple(x):\n    return x * SCALE\n"], ["    return x * SCALE"])
     assert plan.prelude.startswith("from __future__ import annotations\n")
-    assert "try:\n    import not_installed_anywhere\nexcept BaseException:\n    pass" in plan.prelude
+    assert (
+        "try:\n    import not_installed_anywhere\nexcept BaseException:\n    pass" in plan.prelude
+    )
     assert "__main__" not in plan.prelude  # the main guard is not part of an import
     assert {"not_installed_anywhere", "slugify", "CLIENT", "module:json"} <= plan.may_be_missing
     result, _ = verdicts(site, "    return x * SCALE\n", "    return x + SCALE\n")
@@ -90,8 +92,8 @@ def test_an_example_failing_only_on_a_skipped_name_is_unverifiable():
 
 
 def test_relative_imports_make_their_users_unverifiable():
-    text = MODULE.replace('    |\n', "    return x * 3\n").replace(
-        "    'a-b-1'\n    \"\"\"\n", "    'a-b-1'\n    \"\"\"\n    |\n"
+    text = MODULE.replace("    |\n", "    return x * 3\n").replace(
+        '    \'a-b-1\'\n    """\n', '    \'a-b-1\'\n    """\n    |\n'
     )
     site = site_of(text)
     assert site.function_name == "slug_id"
@@ -165,6 +167,10 @@ def test_printed_text_cannot_pose_as_a_missing_name():
     may = {"httpx", "module:httpx"}
     assert missing_name("example 1 (f()): raised NameError: name 'httpx' is not defined", may)
     assert missing_name("definition failed: ModuleNotFoundError: No module named 'httpx'", may)
-    forged = "example 1 (f()): expected '1\\n', got \"raised NameError: name 'httpx' is not defined\""
+    forged = (
+        "example 1 (f()): expected '1\\n', got \"raised NameError: name 'httpx' is not defined\""
+    )
     assert missing_name(forged, may) is None
-    assert missing_name("example 1 (f()): raised NameError: name 'other' is not defined", may) is None
+    assert (
+        missing_name("example 1 (f()): raised NameError: name 'other' is not defined", may) is None
+    )
