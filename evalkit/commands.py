@@ -1,4 +1,7 @@
-"""``docomplete eval run / score / report`` and ``docomplete bench eval`` (see server/cli.py)."""
+"""``docomplete eval run / score / report`` and ``docomplete bench eval`` (see server/cli.py).
+
+The studies built on runs (sweep, compare, paraphrase, chained) live in evalkit/study_commands.py.
+"""
 
 from __future__ import annotations
 
@@ -27,41 +30,8 @@ def register(commands: argparse._SubParsersAction, bench: argparse._SubParsersAc
         description="Sample every problem through a backend, run the hidden tests in the sandbox "
         "and write pass@k. Re-running with the same --out resumes where it stopped.",
     )
-    run.add_argument(
-        "--backend",
-        nargs="+",
-        default=["embedded"],
-        metavar="embedded|URL",
-        help="'embedded' (in-process model) or one or more OpenAI-compatible server URLs",
-    )
-    run.add_argument("--model", help="model directory (embedded) or model name (URL backends)")
-    _add_dataset_arg(run)
-    run.add_argument("--n", type=int, default=200, help="samples per problem (default 200)")
-    run.add_argument("--temperature", type=float, default=0.8)
-    run.add_argument("--top-p", type=float, default=0.95)
-    run.add_argument("--max-tokens", type=int, default=300)
-    run.add_argument(
-        "--stop",
-        action="append",
-        metavar="TEXT",
-        help="stop sequence (repeatable; default: Codex's \\nclass \\ndef \\n# \\nif \\nprint)",
-    )
+    add_generation_options(run)
     run.add_argument("--out", required=True, type=Path, help="run directory (resumed if present)")
-    run.add_argument("--seed", type=int, help="run seed (default: recorded one, or random)")
-    run.add_argument("--limit", type=int, help="only the first K problems")
-    run.add_argument(
-        "--samples-per-call", type=int, default=20, help="samples requested per backend call"
-    )
-    run.add_argument(
-        "--batch-prompts", type=int, default=8, help="prompts per backend call (default 8)"
-    )
-    run.add_argument(
-        "--concurrency",
-        type=int,
-        help="backend calls in flight (default: 1 embedded, 4 per URL for model servers)",
-    )
-    _add_execution_args(run)
-    _add_filter_n_arg(run)
     run.set_defaults(func=_cmd_run)
 
     score = evals.add_parser(
@@ -89,6 +59,10 @@ def register(commands: argparse._SubParsersAction, bench: argparse._SubParsersAc
     report.add_argument("--out", type=Path, help="output directory (default RUN/report)")
     report.set_defaults(func=_cmd_report)
 
+    from evalkit.study_commands import register as register_studies
+
+    register_studies(evals)  # sweep, compare, paraphrase, chained
+
     bench_eval = bench.add_parser(
         "eval", help="full HumanEval end to end on the embedded model: wall time and pass@k"
     )
@@ -104,6 +78,61 @@ def register(commands: argparse._SubParsersAction, bench: argparse._SubParsersAc
         "--out", type=Path, help="run directory (default: a new runs/bench/eval-<time>)"
     )
     bench_eval.set_defaults(func=_cmd_bench_eval)
+
+
+def add_generation_options(
+    parser: argparse.ArgumentParser,
+    *,
+    dataset: bool = True,
+    temperature: bool = True,
+    seed_help: str = "run seed (default: recorded one, or random)",
+) -> None:
+    """The options of `eval run` but --out (sweep, paraphrase and chained reuse them)."""
+    parser.add_argument(
+        "--backend",
+        nargs="+",
+        default=["embedded"],
+        metavar="embedded|URL",
+        help="'embedded' (in-process model) or one or more OpenAI-compatible server URLs",
+    )
+    parser.add_argument(
+        "--model",
+        help="model directory (embedded); for URL backends a local tokenizer directory or, "
+        "if not a directory, the model name the server expects",
+    )
+    parser.add_argument(
+        "--model-name",
+        help="the `model` field sent to URL backends (vLLM needs the name it serves); "
+        "default: the server's first /v1/models id",
+    )
+    if dataset:
+        _add_dataset_arg(parser)
+    parser.add_argument("--n", type=int, default=200, help="samples per problem (default 200)")
+    if temperature:
+        parser.add_argument("--temperature", type=float, default=0.8)
+    parser.add_argument("--top-p", type=float, default=0.95)
+    parser.add_argument("--max-tokens", type=int, default=300)
+    parser.add_argument(
+        "--stop",
+        action="append",
+        metavar="TEXT",
+        help="stop sequence (repeatable; default: Codex's \\nclass \\ndef \\n# \\nif \\nprint)",
+    )
+    parser.add_argument("--seed", type=int, help=seed_help)
+    parser.add_argument("--limit", type=int, help="only the first K problems")
+    parser.add_argument(
+        "--samples-per-call", type=int, default=20, help="samples requested per backend call"
+    )
+    parser.add_argument(
+        "--batch-prompts", type=int, default=8, help="prompts per backend call (default 8)"
+    )
+    parser.add_argument(
+        "--concurrency",
+        type=int,
+        help="backend calls in flight (default: 1 embedded, 4 per URL for model servers)",
+    )
+    _add_execution_args(parser)
+    _add_filter_n_arg(parser)
 
 
 def _print_help(parser: argparse.ArgumentParser) -> int:
@@ -180,7 +209,9 @@ def model_fingerprint(model_dir: Path) -> str:
     return digest.hexdigest()[:16]
 
 
-def _make_backend(specs: list[str], model: str | None) -> tuple[Any, str, str | None]:
+def _make_backend(
+    specs: list[str], model: str | None, model_name: str | None = None
+) -> tuple[Any, str, str | None]:
     """The backend, how it is described in the config, and the model identity recorded."""
     from model.client import make_backend
     from model.paths import default_model_path
@@ -208,15 +239,17 @@ def _make_backend(specs: list[str], model: str | None) -> tuple[Any, str, str | 
     options: dict[str, Any] = {}
     if spec != "embedded":
         options["timeout_s"] = 900.0
-        if model is not None and not Path(model).expanduser().is_dir():
+        if model_name:
+            options["model_name"] = model_name
+            model_id = model_name
+        elif model is not None and not Path(model).expanduser().is_dir():
             options["model_name"] = model
     try:
         if spec == "embedded":
             backend = make_backend(spec, model_path=model_path)
         else:
-            backend = make_backend(
-                spec, model_path=None if "model_name" in options else model, **options
-            )
+            tokenizer = model if model and Path(model).expanduser().is_dir() else None
+            backend = make_backend(spec, model_path=tokenizer, **options)
     except BackendError as exc:
         raise CommandError(str(exc)) from None
     except (OSError, ValueError) as exc:
@@ -225,8 +258,20 @@ def _make_backend(specs: list[str], model: str | None) -> tuple[Any, str, str | 
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from evalkit.runner import CODEX_STOPS, RunConfig
+    check_generation_options(args)
+    dataset = _load_dataset(args.dataset)
+    seed = args.seed if args.seed is not None else _recorded_seed(args.out)
+    if seed is None:
+        seed = secrets.randbits(31)
+    backend, backend_desc, model_id = _make_backend(args.backend, args.model, args.model_name)
+    config = generation_config(args, dataset, seed=seed, backend=backend_desc, model=model_id)
+    summary = _run_generation(config, dataset, backend, args)
+    _print_summary(summary, args.out)
+    return 0
 
+
+def check_generation_options(args: argparse.Namespace) -> None:
+    """Refuse impossible values of the options :func:`add_generation_options` adds."""
     _check_positive(
         n=args.n,
         top_p=args.top_p,
@@ -240,20 +285,29 @@ def _cmd_run(args: argparse.Namespace) -> int:
         workers=args.workers,
         filter_n=args.filter_n,
     )
-    if args.temperature < 0 or not 0 < args.top_p <= 1:
+    if getattr(args, "temperature", 0.0) < 0 or not 0 < args.top_p <= 1:
         raise CommandError("need --temperature >= 0 and 0 < --top-p <= 1")
-    dataset = _load_dataset(args.dataset)
-    seed = args.seed if args.seed is not None else _recorded_seed(args.out)
-    if seed is None:
-        seed = secrets.randbits(31)
-    backend, backend_desc, model_id = _make_backend(args.backend, args.model)
-    config = RunConfig(
+
+
+def generation_config(
+    args: argparse.Namespace,
+    dataset: Any,
+    *,
+    seed: int,
+    backend: str,
+    model: str | None,
+    temperature: float | None = None,
+) -> Any:
+    """The RunConfig of one run from `eval run` options (``temperature`` overrides the option)."""
+    from evalkit.runner import CODEX_STOPS, RunConfig
+
+    return RunConfig(
         dataset=dataset.name if dataset.name == "humaneval" else str(dataset.path.resolve()),
         dataset_sha256=dataset.sha256,
-        backend=backend_desc,
-        model=model_id,
+        backend=backend,
+        model=model,
         n=args.n,
-        temperature=args.temperature,
+        temperature=args.temperature if temperature is None else temperature,
         top_p=args.top_p,
         max_tokens=args.max_tokens,
         stop=tuple(args.stop) if args.stop else CODEX_STOPS,
@@ -265,9 +319,6 @@ def _cmd_run(args: argparse.Namespace) -> int:
         memory_mb=args.memory_mb,
         filter_n=args.filter_n,
     )
-    summary = _run_generation(config, dataset, backend, args)
-    _print_summary(summary, args.out)
-    return 0
 
 
 def _run_generation(config: Any, dataset: Any, backend: Any, args: argparse.Namespace) -> Any:

@@ -1,7 +1,8 @@
 """``docomplete eval report``: markdown + JSON + PNG plots for one or more run directories.
 
 Plots: pass@k per run; ranking curves (Codex Fig. 7: which of k samples to show); BLEU against
-the canonical solution for passed vs failed samples (Codex Fig. 8). matplotlib (Agg) and
+the canonical solution for passed vs failed samples (Codex Fig. 8). Tables include pass rates by
+docstring length. matplotlib (Agg) and
 sacrebleu are imported lazily.
 """
 
@@ -28,10 +29,12 @@ class _RunView:
     per_problem: list[dict[str, Any]]
     bleu_passed: list[float]
     bleu_failed: list[float]
+    by_length: list[dict[str, Any]]
 
 
 def _load_view(path: Path, names_taken: set[str]) -> _RunView:
     from evalkit.bleu import sample_bleu_scores
+    from evalkit.length_breakdown import length_breakdown
 
     summary, samples, results = load_run(path)
     config = summary.get("config", {})
@@ -62,6 +65,7 @@ def _load_view(path: Path, names_taken: set[str]) -> _RunView:
         per_problem=per_problem,
         bleu_passed=[b for b, (_, ok) in zip(scores, judged, strict=True) if ok],
         bleu_failed=[b for b, (_, ok) in zip(scores, judged, strict=True) if not ok],
+        by_length=length_breakdown(dataset.problems, per_problem),
     )
 
 
@@ -202,7 +206,9 @@ def _markdown(views: Sequence[_RunView]) -> str:
             f"| {view.name} | {good['count']} | {_fmt(good['mean'])} | "
             f"{bad['count']} | {_fmt(bad['mean'])} |"
         )
-    lines += ["", "![BLEU](bleu.png)", "", "## Per problem", ""]
+    lines += ["", "![BLEU](bleu.png)", ""]
+    lines += _length_section(views)
+    lines += ["## Per problem", ""]
     for view in views:
         lines.append(f"<details><summary>{view.name}</summary>")
         lines.append("")
@@ -247,6 +253,27 @@ def _filtered_curve_table(views: Sequence[_RunView]) -> list[str]:
     return [*lines, ""]
 
 
+def _length_section(views: Sequence[_RunView]) -> list[str]:
+    """Pass rates by docstring length (tokens = words and punctuation marks)."""
+    lines = ["## Pass rate by docstring length (tokens)", ""]
+    for view in views:
+        keys = [k for k in ("pass@1", "pass@10", "pass@100") if any(k in r for r in view.by_length)]
+        lines.append(f"### {view.name}")
+        lines.append("")
+        lines.append(
+            "| tokens | problems | mean tokens | " + " | ".join(keys) + " | filtered pass@1 |"
+        )
+        lines.append("|---" * (4 + len(keys)) + "|")
+        for row in view.by_length:
+            lines.append(
+                f"| {row['bucket']} | {row['problems']} | {row['mean_tokens']:.0f} | "
+                + " | ".join(_pct(row.get(k)) for k in keys)
+                + f" | {_pct(row['filtered_pass@1'])} |"
+            )
+        lines.append("")
+    return lines
+
+
 def _fmt(value: float | int | None) -> str:
     return "—" if value is None else f"{value:.1f}"
 
@@ -278,6 +305,7 @@ def write_report(runs: Sequence[Path], out: Path) -> list[Path]:
                     "passed": _bleu_stats(view.bleu_passed),
                     "failed": _bleu_stats(view.bleu_failed),
                 },
+                "by_docstring_length": view.by_length,
             }
             for view in views
         ]

@@ -103,6 +103,7 @@ class DocompleteServer(LanguageServer):
         self.inflight: dict[str, tuple[asyncio.Task[Any], str]] = {}
         self.outcomes: OrderedDict[str, CompletionOutcome] = OrderedDict()
         self.warm_up_task: asyncio.Task[None] | None = None
+        self.notices_shown: set[str] = set()
 
     # -- settings ---------------------------------------------------------------------------
 
@@ -187,6 +188,16 @@ class DocompleteServer(LanguageServer):
 
     # -- completion ---------------------------------------------------------------------------
 
+    def show_new_notices(self) -> None:
+        """Tell the user, once each, what the model server made the client adapt to (e.g.
+        fewer candidates than ``n``, no log-probs), naming the server flag that avoids it."""
+        for notice in self.pipeline.backend_notices():
+            if notice not in self.notices_shown:
+                self.notices_shown.add(notice)
+                self.window_show_message(
+                    types.ShowMessageParams(type=types.MessageType.Warning, message=notice)
+                )
+
     def remember(self, outcome: CompletionOutcome) -> None:
         self.outcomes[outcome.request_id] = outcome
         while len(self.outcomes) > 200:
@@ -249,6 +260,7 @@ class DocompleteServer(LanguageServer):
         finally:
             if current is not None and self.inflight.get(uri, (None, ""))[0] is current:
                 del self.inflight[uri]
+        self.show_new_notices()
         # A cache entry may have been filled by another arm with the same sampling settings.
         outcome.arm = str(arm["name"]) if arm else None
         self.remember(outcome)

@@ -25,6 +25,8 @@ class ServerConfig:
 
     backend: tuple[str, ...] = ("embedded",)
     model_path: str | None = None
+    #: The ``model`` field sent to a model server (vLLM needs one); None: the server's first id.
+    model: str | None = None
     n: int = 4
     temperature: float = 0.8
     top_p: float = 0.95
@@ -215,6 +217,14 @@ def _as_seed(value: Any) -> str:
     return str(value)
 
 
+def _as_optional_model_name(value: Any) -> str | None:
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str) or len(value) > 512 or "\n" in value:
+        raise ValueError("expected the model name the server serves, e.g. Qwen/Qwen2.5-Coder-1.5B")
+    return value.strip()
+
+
 def _as_delays(value: Any) -> tuple[float, ...]:
     check = _as_float(0.0, 86400.0, low_open=True)
     if not isinstance(value, list | tuple) or not 1 <= len(value) <= 4:
@@ -225,6 +235,7 @@ def _as_delays(value: Any) -> tuple[float, ...]:
 _CONVERTERS = {
     "backend": _as_backend,
     "model_path": _as_optional_path,
+    "model": _as_optional_model_name,
     "n": _as_int(1, 32),
     "temperature": _as_float(0.0, 2.0),
     "top_p": _as_float(0.0, 1.0, low_open=True),

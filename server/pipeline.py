@@ -130,14 +130,18 @@ class CompletionOutcome:
     decode_steps: int = 0  # tokens of the longest raw candidate: what sampling latency scales with
 
 
-BackendFactory = Callable[[tuple[str, ...], str | None], Backend]
+BackendFactory = Callable[[tuple[str, ...], str | None, str | None], Backend]
 
 
-def default_backend_factory(spec: tuple[str, ...], model_path: str | None) -> Backend:
+def default_backend_factory(
+    spec: tuple[str, ...], model_path: str | None, model_name: str | None = None
+) -> Backend:
     from model.client import make_backend
 
     target: str | list[str] = spec[0] if spec == ("embedded",) else list(spec)
-    return make_backend(target, model_path=model_path)
+    # accept_fewer: a server that gives fewer than n candidates still gets its answer shown;
+    # the client says so once through its notices (shown to the user by the server).
+    return make_backend(target, model_path=model_path, model_name=model_name, accept_fewer=True)
 
 
 @dataclass
@@ -160,7 +164,7 @@ class CompletionPipeline:
     ) -> None:
         self._backend_factory = backend_factory
         self._backend: Backend | None = None
-        self._backend_key: tuple[tuple[str, ...], str | None] | None = None
+        self._backend_key: tuple[tuple[str, ...], str | None, str | None] | None = None
         self._backend_lock = asyncio.Lock()
         self.cache = cache or CompletionCache()
         self.health = health or BackendHealth()
@@ -170,7 +174,7 @@ class CompletionPipeline:
 
     async def backend(self, config: ServerConfig) -> Backend:
         """The backend for ``config``, built on first use and rebuilt when its spec changes."""
-        key = (config.backend, config.model_path)
+        key = (config.backend, config.model_path, config.model)
         async with self._backend_lock:
             if self._backend is not None and self._backend_key == key:
                 return self._backend
@@ -188,6 +192,11 @@ class CompletionPipeline:
             self.health.record_success()
             self.cache.clear()
             return backend
+
+    def backend_notices(self) -> list[str]:
+        """What the backend had to adapt to (a server capping ``n``, sending no log-probs, …):
+        one line each, in order; the server shows each to the user once."""
+        return list(getattr(self._backend, "notices", ()) or ())
 
     async def warm_up(self, config: ServerConfig) -> BackendError | None:
         """Load what the first request would otherwise wait for: the embedded model (one

@@ -233,6 +233,20 @@ async def test_configuration_sources(client: LanguageClient, backend: ScriptedBa
     assert any("n=-3" in m.message and "default 4" in m.message for m in client.messages)
 
 
+async def test_model_setting_is_sent_as_the_model_field(
+    client: LanguageClient, backend: ScriptedBackend
+):
+    open_document(client)
+    client.workspace_did_change_configuration(
+        types.DidChangeConfigurationParams(
+            settings={"docomplete": {"backend": backend.url, "model": "qwen2.5-coder-1.5b"}}
+        )
+    )
+    await asyncio.sleep(0.3)
+    await client.text_document_inline_completion_async(inline_params())
+    assert backend.requests[-1]["model"] == "qwen2.5-coder-1.5b"
+
+
 async def test_telemetry_records_shown_and_accepted_with_the_arm(
     client: LanguageClient, backend: ScriptedBackend, tmp_path
 ):

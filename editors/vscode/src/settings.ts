@@ -12,6 +12,7 @@ export const SECTION = 'docomplete';
 export const SERVER_SETTING_KEYS = [
     'backend',
     'modelPath',
+    'model',
     'n',
     'temperature',
     'topP',
