@@ -19,6 +19,7 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 DEMO_FILE = REPO / "examples" / "demo.py"
+REALISTIC_FILE = REPO / "examples" / "realistic_module.py"
 
 
 @dataclass(frozen=True)
@@ -145,7 +146,8 @@ def _print_candidates(
 
 CONNECT = """
 Connect an editor (settings reference: docs/LSP.md):
-  VS Code  install editors/vscode/docomplete-0.1.0.vsix (Extensions → … → Install from VSIX);
+  VS Code  `make vsix`, then install editors/vscode/docomplete-0.1.0.vsix (Extensions → … →
+           Install from VSIX);
            it runs `python -m server.cli lsp` with your selected interpreter.
   Neovim   add editors/nvim to 'runtimepath' and call require("docomplete").setup(), or plainly:
            vim.lsp.start({ name = "docomplete", cmd = { "docomplete", "lsp" },
