@@ -149,12 +149,14 @@ def run_doctests(
     memory_mb: int = DEFAULT_MEMORY_MB,
     option_flags: int = 0,
     isolation: sandbox.Isolation = "auto",
+    extra_ro_paths: Sequence[str] = (),
 ) -> list[DoctestVerdict]:
     """One verdict per candidate (same order); ``timeout_s`` is per candidate.
 
     ``prelude`` is the module context (imports, constants, helpers); each candidate is a
     complete function definition. ``option_flags`` are doctest flags applied to every
-    example (default: none, like ``doctest``).
+    example (default: none, like ``doctest``). ``extra_ro_paths`` are directories the sandbox
+    may read (a project's site-packages; the prelude puts them on ``sys.path``).
     """
     if not candidates:
         return []
@@ -163,7 +165,9 @@ def run_doctests(
     job.update(prelude=prelude, candidates=list(candidates), examples=[e.source for e in parsed])
     # An editor is waiting: a candidate starved by machine load gets only a little extra time.
     job["starvation_cap"] = STARVATION_CAP
-    raw = sandbox.execute_jobs([job], workers=1, memory_mb=memory_mb, isolation=isolation)[0]
+    raw = sandbox.execute_jobs(
+        [job], workers=1, memory_mb=memory_mb, isolation=isolation, extra_ro_paths=extra_ro_paths
+    )[0]
     if "candidates" in raw:
         return [_judge(parsed, result, option_flags) for result in raw["candidates"]]
     if len(candidates) == 1:
@@ -171,7 +175,9 @@ def run_doctests(
     # The whole sandbox was lost (only possible with weak isolation, e.g. a candidate killed
     # the harness): check each candidate on its own so only the culprit pays for it.
     singles = [{**job, "candidates": [candidate]} for candidate in candidates]
-    raws = sandbox.execute_jobs(singles, workers=1, memory_mb=memory_mb, isolation=isolation)
+    raws = sandbox.execute_jobs(
+        singles, workers=1, memory_mb=memory_mb, isolation=isolation, extra_ro_paths=extra_ro_paths
+    )
     return [
         _judge(parsed, one["candidates"][0], option_flags)
         if "candidates" in one

@@ -470,7 +470,14 @@ def _harness_source() -> str:
 class _Session:
     """One sandboxed harness process (a warm fork server) and its cgroups / scratch dir."""
 
-    def __init__(self, mode: str, layers: SandboxLayers, memory_mb: int, warm: bool) -> None:
+    def __init__(
+        self,
+        mode: str,
+        layers: SandboxLayers,
+        memory_mb: int,
+        warm: bool,
+        extra_ro_paths: Sequence[str] = (),
+    ) -> None:
         self.mode = mode
         self.cgroups = _Cgroups(memory_mb) if layers.cgroups else None
         self.host_tmp: str | None = None
@@ -478,7 +485,9 @@ class _Session:
         python_argv = [layers.python, "-I", "-B", "-c", source]
         if mode == "bwrap":
             assert layers.bwrap is not None
-            argv = _bwrap_argv(layers.bwrap, layers.extra_ro_binds, ["--chdir", "/tmp"])
+            # After the scratch tmpfs mounts, so a directory under /tmp stays visible.
+            binds = [arg for path in extra_ro_paths for arg in ("--ro-bind", path, path)]
+            argv = _bwrap_argv(layers.bwrap, layers.extra_ro_binds, [*binds, "--chdir", "/tmp"])
             argv += python_argv
             scratch = ["/tmp", "/dev/shm"]
             cwd = "/"
@@ -624,8 +633,13 @@ def execute_jobs(
     workers: int | None = None,
     memory_mb: int = 512,
     isolation: Isolation = "auto",
+    extra_ro_paths: Sequence[str] = (),
 ) -> list[dict[str, Any]]:
     """Run harness jobs over ``workers`` warm sandboxes; results in job order.
+
+    ``extra_ro_paths`` are existing directories the programs may read (bound read-only into
+    the sandbox; without bubblewrap, readable as far as file permissions let uid 65534 read),
+    e.g. a project's virtualenv site-packages.
 
     A sandbox that dies or stalls (the program killed its harness, the OOM killer, a stuck
     kernel) costs only its current job, which gets "crashed" / "memory" / "timeout"; a fresh
@@ -647,7 +661,10 @@ def execute_jobs(
     head_started = [0.0] * workers
     failures_in_a_row = 0
     selector = selectors.DefaultSelector()
-    pool_key = (mode, memory_mb, warm, layers)
+    extra = tuple(
+        dict.fromkeys(os.path.realpath(path) for path in extra_ro_paths if os.path.isdir(path))
+    )
+    pool_key = (mode, memory_mb, warm, layers, extra) if extra else (mode, memory_mb, warm, layers)
 
     def retire(slot: int, reusable: bool = False) -> None:
         session = slots[slot]
@@ -688,7 +705,7 @@ def execute_jobs(
                                 + _last_errors.get("text", "")[-500:]
                             )
                         started_session = _idle_pool.take(pool_key) or _Session(
-                            mode, layers, memory_mb, warm
+                            mode, layers, memory_mb, warm, extra
                         )
                         slots[slot] = started_session
                         selector.register(started_session.stdout_fd, selectors.EVENT_READ, slot)

@@ -85,16 +85,13 @@ def run_examples(
     from evalkit.doctest_runner import run_doctests
 
     try:
-        if extra_paths:
-            verdicts = run_doctests(
-                prelude,
-                list(sources),
-                list(examples),
-                timeout_s=timeout_s,
-                extra_ro_paths=tuple(extra_paths),
-            )
-        else:
-            verdicts = run_doctests(prelude, list(sources), list(examples), timeout_s=timeout_s)
+        verdicts = run_doctests(
+            prelude,
+            list(sources),
+            list(examples),
+            timeout_s=timeout_s,
+            extra_ro_paths=tuple(extra_paths),
+        )
     except Exception as exc:  # the sandbox failing must not take completions down with it
         logger.warning("doctest sandbox failed: %s", exc)
         return [

@@ -4,12 +4,20 @@ run inside their class, nested functions alone."""
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
 from model.protocol import Candidate
 from server.context import CompletionSite, find_completion_site
 from server.doctest_context import build_plan
 from server.doctest_filter import extract_examples, missing_name
 from server.postprocess import clean_candidates
-from server.real_file_doctests import run_site_doctests
+from server.real_file_doctests import find_site_packages, run_site_doctests
 
 MODULE = '''"""A module with imports the sandbox lacks."""
 
@@ -174,3 +182,68 @@ def test_printed_text_cannot_pose_as_a_missing_name():
     assert (
         missing_name("example 1 (f()): raised NameError: name 'other' is not defined", may) is None
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# The project's virtualenv, bound read-only into the sandbox
+
+VENV_MODULE = '''import statuslib
+
+
+def status_text(code: int) -> str:
+    """The reason phrase of an HTTP status code.
+
+    >>> status_text(404)
+    'Not Found'
+    """
+    |
+'''
+STATUSLIB = (
+    'PHRASES = {200: "OK", 404: "Not Found"}\n\n\ndef phrase(code):\n    return PHRASES[code]\n'
+)
+
+
+@pytest.fixture
+def workspace_with_venv():
+    """A workspace with ``.venv`` (a real ``python -m venv``) holding the package ``statuslib``,
+    world-readable like a checkout (the sandbox reads it as uid 65534)."""
+    root = Path(tempfile.mkdtemp(prefix="docomplete-venv-test-"))
+    try:
+        subprocess.run(
+            [sys.executable, "-m", "venv", "--without-pip", str(root / ".venv")],
+            check=True,
+            timeout=120,
+        )
+        site_packages = next((root / ".venv").glob("lib/python3*/site-packages"))
+        (site_packages / "statuslib").mkdir()
+        (site_packages / "statuslib" / "__init__.py").write_text(STATUSLIB)
+        for path in [root, *root.rglob("*")]:
+            if path.is_symlink():
+                continue  # chmod would follow it to the interpreter the venv points at
+            path.chmod(0o755 if path.is_dir() else 0o644)
+        yield root
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def test_a_package_installed_in_the_workspace_venv_is_importable_when_bound(
+    workspace_with_venv: Path,
+):
+    site = site_of(VENV_MODULE)
+    body = "    return statuslib.phrase(code)\n"
+    bound = find_site_packages("auto", str(workspace_with_venv), environ={})
+    assert bound is not None and bound.endswith("site-packages")
+    assert verdicts(site, body, site_packages=bound)[0] == [("passed", 1, 1)]
+    # Without the virtualenv the import is skipped and the example cannot be verified.
+    assert find_site_packages("off", str(workspace_with_venv), environ={}) is None
+    assert verdicts(site, body)[0] == [("unverifiable", 0, 1)]
+
+
+def test_site_packages_setting_auto_off_and_path(workspace_with_venv: Path, tmp_path: Path):
+    venv = workspace_with_venv / ".venv"
+    site_packages = find_site_packages(str(venv), None, environ={})
+    assert site_packages == find_site_packages("auto", str(workspace_with_venv), environ={})
+    # $VIRTUAL_ENV when the workspace has none; nothing when neither exists.
+    assert find_site_packages("auto", str(tmp_path), {"VIRTUAL_ENV": str(venv)}) == site_packages
+    assert find_site_packages("auto", str(tmp_path), environ={}) is None
+    assert find_site_packages(str(tmp_path / "missing"), None, environ={}) is None
