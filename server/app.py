@@ -171,7 +171,10 @@ class DocompleteServer(LanguageServer):
         return document.source if document is not None else None
 
     def workspace_root(self) -> Path | None:
-        root = self.workspace.root_path if self.protocol._workspace is not None else None
+        try:
+            root = self.workspace.root_path
+        except RuntimeError:  # before initialize: no workspace yet
+            return None
         return Path(root) if root else None
 
     def stub_reader(self, uri: str) -> WorkspaceStubs | None:
