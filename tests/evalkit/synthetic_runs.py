@@ -8,13 +8,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from evalkit.data import Problem
-from evalkit.runner import (
-    RunConfig,
-    SampleRecord,
-    summarize,
-    write_json_atomic,
-    write_summary,
-)
+from evalkit.run_dir import write_json_atomic
+from evalkit.runner import RunConfig, SampleRecord, summarize, write_summary
 
 
 def problems(count: int, prefix: str = "Syn") -> list[Problem]:
