@@ -37,6 +37,10 @@ def _models_url(url: str) -> str:
     return f"{base}/models" if base.endswith("/v1") else f"{base}/v1/models"
 
 
+class FimLookupError(RuntimeError):
+    """The model server could not be asked which model it serves (try again later)."""
+
+
 def _template_from_server(url: str) -> FimTemplate | None:
     """The template ``GET /v1/models`` points at: a ``fim_template`` field, else the model id."""
     import httpx
@@ -44,8 +48,7 @@ def _template_from_server(url: str) -> FimTemplate | None:
     try:
         body = httpx.get(_models_url(url), timeout=MODELS_TIMEOUT_S).json()
     except (httpx.HTTPError, ValueError) as exc:
-        logger.info("fimTemplate auto: %s did not list its models (%s)", url, exc)
-        return None
+        raise FimLookupError(f"{url} did not list its models ({exc})") from exc
     entries = body.get("data") if isinstance(body, dict) else None
     for entry in entries if isinstance(entries, list) else []:
         if not isinstance(entry, dict):
@@ -63,7 +66,10 @@ def _template_from_server(url: str) -> FimTemplate | None:
 def resolve_fim_template(
     setting: str, backend: tuple[str, ...], model_path: str | None
 ) -> FimTemplate | None:
-    """The template to use for this backend (blocking: reads files, may ask the server)."""
+    """The template to use for this backend (blocking: reads files, may ask the server).
+
+    Raises :class:`FimLookupError` when ``auto`` needs a server that does not answer.
+    """
     try:
         choice = fim_template_from_setting(setting)
     except ValueError as exc:

@@ -30,7 +30,7 @@ from server.cache import CompletionCache
 from server.config import ServerConfig
 from server.context import CompletionSite, StubReader, find_completion_site
 from server.doctest_filter import extract_examples, run_examples
-from server.fim_prompt import build_site_fim_prompt, resolve_fim_template
+from server.fim_prompt import FimLookupError, build_site_fim_prompt, resolve_fim_template
 from server.postprocess import CleanCandidate, clean_candidates, syntax_checkable
 from server.ranking import DoctestOutcome, RankedCandidate, rank_candidates
 from server.real_file_doctests import find_site_packages, run_site_doctests
@@ -264,7 +264,14 @@ class CompletionPipeline:
         started = time.perf_counter()
         params = sampling_params(config, arm)
         arm_name = str(arm["name"]) if arm else None
-        settings = (params, config.doctest_filter, config.doctest_timeout, config.backend)
+        settings = (
+            params,
+            config.doctest_filter,
+            config.doctest_timeout,
+            config.backend,
+            config.fim_template,
+            config.sandbox_site_packages,
+        )
         suffix_key = tuple(line.strip() for line in site.suffix.split("\n") if line.strip())
         key: Hashable = (site.prompt, suffix_key, settings)
         log.debug(
@@ -388,8 +395,11 @@ class CompletionPipeline:
         """The prompt sent to the model: fill-in-the-middle when the model takes it."""
         key = (config.fim_template, config.backend, config.model_path)
         if key not in self._fim_templates:
-            self._fim_templates[key] = await asyncio.to_thread(resolve_fim_template, *key)
-        template = self._fim_templates[key]
+            try:
+                self._fim_templates[key] = await asyncio.to_thread(resolve_fim_template, *key)
+            except FimLookupError as exc:  # asked again next time; left to right meanwhile
+                logger.info("fimTemplate auto: %s", exc)
+        template = self._fim_templates.get(key)
         if template is None:
             return site.prompt, params
         prompt = build_site_fim_prompt(site, template, config.context_tokens, self.count_tokens())

@@ -152,3 +152,17 @@ def test_other_model_ids_are_matched_or_left_left_to_right():
     with ScriptedBackend([Reply(["    pass\n"], [-0.1])], model_id="codellama-7b") as backend:
         template = resolve_fim_template("auto", (backend.url,), None)
     assert template is not None and template.name == "codellama"
+
+
+def test_a_server_that_does_not_answer_is_asked_again_later():
+    import socket
+
+    from server.fim_prompt import FimLookupError
+
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with pytest.raises(FimLookupError):
+        resolve_fim_template("auto", (f"http://127.0.0.1:{port}",), None)
+    # An explicit family needs no server.
+    assert resolve_fim_template("codestral", (f"http://127.0.0.1:{port}",), None) is not None
