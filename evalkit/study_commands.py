@@ -16,12 +16,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from evalkit.commands import (
-    _load_dataset,
-    _make_backend,
+from evalkit.run_options import (
     add_generation_options,
     check_generation_options,
     generation_config,
+    load_dataset_arg,
+    make_run_backend,
 )
 from model.cli_support import CommandError
 
@@ -207,13 +207,13 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     )
 
     check_generation_options(args)
-    dataset = _load_dataset(args.dataset)
+    dataset = load_dataset_arg(args.dataset)
     try:
         temperatures = parse_temperatures(args.temperatures)
         seed = prepare_sweep(args.out, args.seed)
     except SweepError as exc:
         raise CommandError(str(exc)) from None
-    backend, backend_desc, model_id = _make_backend(args.backend, args.model, args.model_name)
+    backend, backend_desc, model_id = make_run_backend(args.backend, args.model, args.model_name)
     jobs = [
         RunJob(
             f"T={t:g}",
@@ -272,7 +272,7 @@ def _cmd_paraphrase(args: argparse.Namespace) -> int:
     check_generation_options(args)
     if args.paraphrases < 1:
         raise CommandError(f"--paraphrases must be >= 1, got {args.paraphrases}")
-    base = _load_dataset(args.dataset)
+    base = load_dataset_arg(args.dataset)
     problems = list(base.problems[: args.limit] if args.limit else base.problems)
     seed = _study_seed(args, args.out / PARAPHRASE_CONFIG)
     print(
@@ -300,7 +300,7 @@ def _cmd_paraphrase(args: argparse.Namespace) -> int:
     reverted = sum(row["note"].startswith("reverted") for row in manifest)
     if reverted:
         print(f"note: {reverted} rewrites broke the canonical solution and were reverted")
-    backend, backend_desc, model_id = _make_backend(args.backend, args.model, args.model_name)
+    backend, backend_desc, model_id = make_run_backend(args.backend, args.model, args.model_name)
     run_args = argparse.Namespace(**{**vars(args), "limit": None})
     jobs = []
     for index, path in enumerate(paths):
@@ -358,8 +358,8 @@ def _cmd_chained(args: argparse.Namespace) -> int:
     if args.dataset_only:
         return 0
     args.dataset = str(args.out / CHAINED_JSONL)
-    dataset = _load_dataset(args.dataset)
-    backend, backend_desc, model_id = _make_backend(args.backend, args.model, args.model_name)
+    dataset = load_dataset_arg(args.dataset)
+    backend, backend_desc, model_id = make_run_backend(args.backend, args.model, args.model_name)
     config = generation_config(args, dataset, seed=seed, backend=backend_desc, model=model_id)
     run_jobs([RunJob("chained benchmark", config, dataset, args.out / "run")], backend, args)
     table = load_run_table(args.out / "run")

@@ -1,4 +1,4 @@
-"""``docomplete train …``: corpus, tokenizer, tokenize, pretrain, finetune-data, finetune, sample.
+"""``docomplete train …``: corpus, tokenizer, tokenize, pretrain, data sets, finetune, sample.
 
 The recipes are heavy (torch, transformers, tokenizers); they are imported inside the handlers so
 the light ``docomplete`` entry point never loads them.
@@ -12,6 +12,7 @@ import sysconfig
 from pathlib import Path
 
 from model.cli_support import CommandError
+from model.train.data_commands import mine_all, register_data_commands, write_jsonl
 
 DATA = Path("data")
 
@@ -88,7 +89,16 @@ def register(commands: argparse._SubParsersAction, bench: argparse._SubParsersAc
         action="store_false",
         help="keep mined functions whose doctests fail (default: run them in the sandbox, drop failures)",
     )
+    ftd.add_argument(
+        "--mining",
+        choices=("all", "legacy"),
+        default="all",
+        help="all: every documented function and method, in context (default); legacy: "
+        "standalone top-level functions only, as for the v1 checkpoint",
+    )
     ftd.set_defaults(func=_cmd_finetune_data)
+
+    register_data_commands(sub, DATA)
 
     ft = sub.add_parser("finetune", help="Codex-S-style fine-tuning, loss on the body only")
     ft.add_argument("--init", type=Path, required=True, help="pretrained model directory")
@@ -300,15 +310,18 @@ def _cmd_finetune_data(args: argparse.Namespace) -> int:
 
     _require(args.corpus / "train.jsonl", "corpus", "run `docomplete train corpus` first")
     args.out.mkdir(parents=True, exist_ok=True)
-    mined_examples = list(mine_corpus(args.corpus / "train.jsonl"))
-    mined = len(mined_examples)
-    with_doctests = sum(bool(e.get("has_doctest")) for e in mined_examples)
-    doctest_counts: dict = {}
-    if args.sandbox_filter:
-        mined_examples, doctest_counts = filter_by_doctests(mined_examples)
-    with open(args.out / "mined.jsonl", "w", encoding="utf-8") as out:
-        for example in mined_examples:
-            out.write(json.dumps(example) + "\n")
+    if args.mining == "all":
+        mined_examples, doctest_counts, mined, with_doctests = mine_all(
+            args.corpus / "train.jsonl", methods=True, sandbox_filter=args.sandbox_filter
+        )
+    else:
+        mined_examples = list(mine_corpus(args.corpus / "train.jsonl"))
+        mined = len(mined_examples)
+        with_doctests = sum(bool(e.get("has_doctest")) for e in mined_examples)
+        doctest_counts = {}
+        if args.sandbox_filter:
+            mined_examples, doctest_counts = filter_by_doctests(mined_examples)
+    write_jsonl(args.out / "mined.jsonl", mined_examples)
     synthetic, report = generate(args.synthetic, args.seed)
     contamination = build_contamination(read_eval_problems([humaneval_path()]))
     clean = [e for e in synthetic if contamination.check(e["prompt"] + e["completion"]) is None]

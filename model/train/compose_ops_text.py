@@ -1,0 +1,407 @@
+"""Typed primitive operations on strings, lists of words, dictionaries, and two-input starts.
+
+The record and the placeholder conventions are described in ``compose_ops``.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+
+from model.train.compose_ops import (
+    BOOL,
+    DI,
+    DL,
+    INT,
+    LI,
+    LS,
+    STR,
+    WORDS,
+    Const,
+    Op,
+    draw_int_list,
+    draw_words,
+)
+
+_VOWELS = "aeiou"
+_CASE = frozenset({"case"})
+_SPLITS = frozenset({"splits"})  # must yield two or more pieces on some example
+
+
+def _split_text(r: random.Random, consts: tuple) -> tuple:
+    sep = consts[0]
+    words = [r.choice(WORDS) for _ in range(r.randint(2, 5))]
+    if r.random() < 0.3:
+        words.insert(r.randint(0, len(words)), "")  # an empty field now and then
+    return (sep.join(words),)
+
+
+def _noisy_text(r: random.Random, _consts: tuple) -> tuple:
+    words = r.sample(WORDS, r.randint(2, 4))
+    noise = [r.choice(["3", "42", "!", "?", ",", "-", "7a", "x2"]) for _ in words]
+    parts = [w + n if r.random() < 0.6 else w for w, n in zip(words, noise, strict=True)]
+    return (" ".join(parts),)
+
+
+def _padded_text(r: random.Random, _consts: tuple) -> tuple:
+    words = r.sample(WORDS, r.randint(1, 4))
+    return (r.choice(["", " ", "  ", "   "]) + "  ".join(words) + r.choice(["", " ", "  "]),)
+
+
+def _maybe_palindrome(r: random.Random, _consts: tuple) -> tuple:
+    if r.random() < 0.5:
+        return (r.choice(["level", "radar", "noon", "kayak", "rotor", "refer", "abba", "wow"]),)
+    return (r.choice(WORDS),)
+
+
+def _text_led_by(r: random.Random, consts: tuple) -> tuple:
+    words = r.sample(WORDS, r.randint(1, 4))
+    if r.random() < 0.5:
+        words[0] = r.choice([w for w in WORDS if w.startswith(consts[0])] or [consts[0]])
+    return (" ".join(words),)
+
+
+def _words_led_by(r: random.Random, consts: tuple) -> tuple:
+    led = [w for w in WORDS if w.startswith(consts[0])] or [consts[0]]
+    return (
+        [r.choice(led) if r.random() < 0.4 else r.choice(WORDS) for _ in range(r.randint(3, 6))],
+    )
+
+
+_STRING_OPS = [
+    Op("lower", (STR,), STR, "expr", str.lower, ("$pv.lower()",),
+       ("convert {x} to lower case", "lowercase every letter of {x}"),
+       ("lowercase it", "convert the result to lower case", "make it lower case"),
+       ("{x} in lower case", "the lowercase version of {x}"),
+       ("lower", "lowercase"), ("lowered",), tags=_CASE),
+    Op("upper", (STR,), STR, "expr", str.upper, ("$pv.upper()",),
+       ("convert {x} to upper case", "uppercase every letter of {x}"),
+       ("uppercase it", "convert the result to upper case", "make it upper case"),
+       ("{x} in upper case", "the uppercase version of {x}"),
+       ("upper", "uppercase", "shout"), ("shouted",), tags=_CASE),
+    Op("title", (STR,), STR, "expr", str.title, ("$pv.title()",),
+       ("make every word of {x} start with a capital letter and continue in lower case",
+        "convert {x} to title case"),
+       ("put it in title case", "capitalise each word and lowercase the rest"),
+       ("{x} in title case", "{x} with each word capitalised and the rest in lower case"),
+       ("title", "titled", "title_case"), ("titled",), tags=_CASE),
+    Op("strip", (STR,), STR, "expr", str.strip, ("$pv.strip()",),
+       ("remove leading and trailing whitespace from {x}", "trim the whitespace at both ends of {x}"),
+       ("trim whitespace from both ends", "strip the surrounding whitespace"),
+       ("{x} without leading or trailing whitespace", "{x} trimmed at both ends"),
+       ("stripped", "trimmed", "clean"), ("trimmed",), draw=_padded_text),
+    Op("squeeze", (STR,), STR, "expr", lambda s: " ".join(s.split()),
+       ("' '.join($pv.split())",),
+       ("collapse every run of whitespace in {x} into a single space and trim the ends",
+        "normalise the spacing of {x}: single spaces between words, none at the ends"),
+       ("collapse runs of whitespace into single spaces", "normalise the spacing"),
+       ("{x} with its whitespace normalised to single spaces", "the words of {x} separated by single spaces"),
+       ("squeezed", "normalized", "tidy"), ("tidy",), draw=_padded_text),
+    Op("replace_char", (STR,), STR, "expr", lambda s, a, b: s.replace(a, b), ("$pv.replace($a, $b)",),
+       ("replace every {a} in {x} with {b}", "substitute {b} for each occurrence of {a} in {x}"),
+       ("replace each {a} with {b}", "swap every {a} for {b}"),
+       ("{x} with every {a} replaced by {b}", "a copy of {x} where {a} becomes {b}"),
+       ("replaced", "masked", "substituted"), ("replaced",),
+       (Const("letter", ("old", "target", "char")), Const("mark"))),
+    Op("remove_char", (STR,), STR, "expr", lambda s, a: s.replace(a, ""), ("$pv.replace($a, '')",),
+       ("delete every {a} from {x}", "remove all occurrences of {a} in {x}"),
+       ("delete every {a}", "remove each {a}"),
+       ("{x} with every {a} removed", "{x} without the character {a}"),
+       ("without", "remove_letter", "drop_char"), ("cleaned",),
+       (Const("letter", ("char", "letter", "unwanted")),)),
+    Op("remove_vowels", (STR,), STR, "expr", lambda s: "".join(c for c in s if c.lower() not in _VOWELS),
+       ("''.join($c for $c in $v if $c.lower() not in 'aeiou')",),
+       ("remove the vowels (a, e, i, o, u in either case) from {x}", "delete every vowel from {x}"),
+       ("drop the vowels", "remove every vowel, upper or lower case"),
+       ("{x} without its vowels", "the consonants and other characters of {x}, vowels removed"),
+       ("no_vowels", "consonants_only", "devowel"), ("stripped",)),
+    Op("keep_letters", (STR,), STR, "expr", lambda s: "".join(c for c in s if c.isalpha()),
+       ("''.join($c for $c in $v if $c.isalpha())", "''.join(filter(str.isalpha, $v))"),
+       ("keep only the letters of {x}, dropping digits, spaces and punctuation",
+        "remove everything from {x} that is not a letter"),
+       ("keep only the letters", "drop every character that is not a letter"),
+       ("the letters of {x} with everything else removed", "only the alphabetic characters of {x}"),
+       ("letters", "letters_only", "alpha"), ("letters",), draw=_noisy_text),
+    Op("reverse_text", (STR,), STR, "expr", lambda s: s[::-1], ("$pv[::-1]", "''.join(reversed($v))"),
+       ("reverse the characters of {x}", "write {x} backwards"),
+       ("reverse it", "write it backwards", "reverse the characters"),
+       ("{x} written backwards", "the characters of {x} in reverse order"),
+       ("reversed", "backwards", "mirror"), ("backwards",)),
+    Op("truncate", (STR,), STR, "expr", lambda s, a: s[:a], ("$pv[:$a]",),
+       ("keep only the first {a} characters of {x}", "cut {x} down to at most {a} characters"),
+       ("keep the first {a} characters", "cut it to {a} characters"),
+       ("the first {a} characters of {x}", "{x} cut to at most {a} characters"),
+       ("prefix", "truncated", "clip"), ("head",),
+       (Const("wordlen", ("n", "width", "length", "limit")),)),
+    Op("split_words", (STR,), LS, "expr", str.split, ("$pv.split()",),
+       ("split {x} into words at whitespace", "break {x} into its words"),
+       ("split it into words", "break it into words"),
+       ("the words of {x}", "the whitespace-separated words in {x}"),
+       ("words", "tokens"), ("words",), tags=_SPLITS),
+    Op("split_on", (STR,), LS, "expr", lambda s, a: s.split(a), ("$pv.split($a)",),
+       ("split {x} at every {a}", "cut {x} into pieces at each {a}"),
+       ("split it at every {a}", "cut it into pieces at each {a}"),
+       ("the pieces of {x} between the {a} separators", "the fields of {x} separated by {a}"),
+       ("fields", "parts", "pieces"), ("parts",),
+       (Const("splitter", ("sep", "delimiter", "separator")),), tags=_SPLITS, draw=_split_text),
+    Op("chars", (STR,), LS, "expr", list, ("list($v)",),
+       ("break {x} into a list of its characters", "list the characters of {x} one by one"),
+       ("break it into characters", "list its characters"),
+       ("the characters of {x}", "the list of characters in {x}"),
+       ("chars", "characters"), ("chars",)),
+    Op("length", (STR,), INT, "expr", len, ("len($v)",),
+       ("count the characters in {x}", "find the length of {x}"),
+       ("take its length", "count the characters"),
+       ("the length of {x}", "the number of characters in {x}"),
+       ("length", "size", "char_count"), ("size",)),
+    Op("count_char", (STR,), INT, "expr", lambda s, a: s.count(a), ("$pv.count($a)",),
+       ("count how many times {a} occurs in {x}", "find the number of {a} characters in {x}"),
+       ("count the {a} characters", "count how often {a} appears"),
+       ("the number of times {a} occurs in {x}", "how often {a} appears in {x}"),
+       ("count_letter", "occurrences", "letter_count"), ("hits",),
+       (Const("letter", ("char", "letter", "target")),)),
+    Op("count_vowels", (STR,), INT, "expr", lambda s: sum(c in _VOWELS for c in s.lower()),
+       ("sum(1 for $c in $pv.lower() if $c in 'aeiou')", "sum($c in 'aeiou' for $c in $pv.lower())"),
+       ("count the vowels (a, e, i, o, u in either case) in {x}", "find how many vowels {x} contains"),
+       ("count the vowels", "count how many vowels it has"),
+       ("the number of vowels in {x}", "how many of the letters of {x} are vowels"),
+       ("vowel_count", "vowels"), ("vowels",)),
+    Op("find_char", (STR,), INT, "expr", lambda s, a: s.find(a), ("$pv.find($a)",),
+       ("find the index of the first {a} in {x}, or -1 if there is none",
+        "return where {a} first occurs in {x} (counting from 0; -1 when it does not occur)"),
+       ("find the index of the first {a} (or -1)", "locate the first {a}, giving -1 if it is absent"),
+       ("the position of the first {a} in {x}, or -1", "the index where {a} first appears in {x} (-1 if never)"),
+       ("find", "position", "index_of"), ("where",),
+       (Const("letter", ("char", "letter", "target")),)),
+    Op("palindrome", (STR,), BOOL, "expr", lambda s: s == s[::-1], ("$v == $pv[::-1]",),
+       ("check whether {x} reads the same backwards as forwards", "tell whether {x} is a palindrome"),
+       ("check whether it reads the same backwards", "report whether the result is a palindrome"),
+       ("whether {x} reads the same in both directions", "whether {x} is a palindrome"),
+       ("palindromic", "reads_same_backwards", "symmetric"), ("same",), draw=_maybe_palindrome),
+    Op("starts_with", (STR,), BOOL, "expr", lambda s, a: s.startswith(a), ("$pv.startswith($a)",),
+       ("check whether {x} starts with {a}", "tell whether the first character of {x} is {a}"),
+       ("check whether it starts with {a}", "report whether it begins with {a}"),
+       ("whether {x} begins with {a}", "whether the first character of {x} is {a}"),
+       ("starts_with", "begins_with"), ("starts",),
+       (Const("letter", ("prefix", "letter", "initial")),), draw=_text_led_by),
+]  # fmt: skip
+
+_WORD_OPS = [
+    Op("upper_each", (LS,), LS, "map", lambda ws: [w.upper() for w in ws], ("$pe.upper()",),
+       ("convert every string in {x} to upper case", "uppercase each word of {x}"),
+       ("uppercase each", "put every word in upper case"),
+       ("the strings of {x} in upper case", "{x} with every word uppercased"),
+       ("upper", "shouted"), ("shouted",), tags=_CASE),
+    Op("lower_each", (LS,), LS, "map", lambda ws: [w.lower() for w in ws], ("$pe.lower()",),
+       ("convert every string in {x} to lower case", "lowercase each word of {x}"),
+       ("lowercase each", "put every word in lower case"),
+       ("the strings of {x} in lower case", "{x} with every word lowercased"),
+       ("lower", "lowered"), ("lowered",), tags=_CASE),
+    Op("capitalize_each", (LS,), LS, "map", lambda ws: [w.capitalize() for w in ws], ("$pe.capitalize()",),
+       ("capitalise each word in {x} (first letter upper case, the rest lower case)",
+        "give every string in {x} a capital first letter and lowercase the rest"),
+       ("capitalise each word", "give each a capital first letter and lowercase the rest"),
+       ("the words of {x} capitalised", "{x} with every word capitalised"),
+       ("capitalized", "capitalised"), ("capitalised",), tags=_CASE),
+    Op("reverse_each", (LS,), LS, "map", lambda ws: [w[::-1] for w in ws], ("$pe[::-1]",),
+       ("reverse each string in {x}", "write every word of {x} backwards"),
+       ("reverse each word", "write every string backwards"),
+       ("the words of {x}, each written backwards", "{x} with every string reversed"),
+       ("mirrored", "reversed_words"), ("mirrored",)),
+    Op("initials", (LS,), LS, "map", lambda ws: [w[0] for w in ws], ("$pe[0]",),
+       ("take the first letter of each word in {x}", "replace every string in {x} by its first character"),
+       ("take the first letter of each", "keep only the first character of every word"),
+       ("the first letters of the words in {x}", "the initials of {x}"),
+       ("initials", "first_letters"), ("initials",)),
+    Op("lengths", (LS,), LI, "map", lambda ws: [len(w) for w in ws], ("len($e)",),
+       ("replace each string in {x} by its length", "measure the length of every word in {x}"),
+       ("take the length of each", "replace every word by its length"),
+       ("the lengths of the strings in {x}", "the word lengths of {x}"),
+       ("lengths", "sizes"), ("lengths",)),
+    Op("keep_prefix", (LS,), LS, "filter", lambda ws, a: [w for w in ws if w.startswith(a)],
+       ("$pe.startswith($a)", "$pe[:1] == $a"),
+       ("keep only the words in {x} that start with {a}", "select the strings of {x} beginning with {a}"),
+       ("keep those starting with {a}", "drop every word that does not begin with {a}"),
+       ("the words of {x} that start with {a}", "the strings in {x} beginning with {a}"),
+       ("starting_with", "beginning_with"), ("matches",),
+       (Const("letter", ("prefix", "letter", "initial")),), draw=_words_led_by),
+    Op("keep_long", (LS,), LS, "filter", lambda ws, a: [w for w in ws if len(w) > a], ("len($e) > $a",),
+       ("keep only the words in {x} longer than {a} characters", "drop the strings of {x} with {a} or fewer characters"),
+       ("keep those longer than {a} characters", "drop every word of {a} characters or fewer"),
+       ("the words of {x} with more than {a} characters", "the strings in {x} longer than {a}"),
+       ("long", "longer_than"), ("long_words",),
+       (Const("wordlen", ("min_length", "n", "length")),)),
+    Op("keep_short", (LS,), LS, "filter", lambda ws, a: [w for w in ws if len(w) < a], ("len($e) < $a",),
+       ("keep only the words in {x} shorter than {a} characters", "drop the strings of {x} with {a} or more characters"),
+       ("keep those shorter than {a} characters", "drop every word of {a} characters or more"),
+       ("the words of {x} with fewer than {a} characters", "the strings in {x} shorter than {a}"),
+       ("short", "shorter_than"), ("short_words",),
+       (Const("wordlen", ("max_length", "n", "length")),)),
+    Op("keep_containing", (LS,), LS, "filter", lambda ws, a: [w for w in ws if a in w], ("$a in $e",),
+       ("keep only the words in {x} that contain {a}", "select the strings of {x} in which {a} occurs"),
+       ("keep those containing {a}", "drop every word without {a}"),
+       ("the words of {x} that contain {a}", "the strings in {x} with {a} in them"),
+       ("containing", "with_letter"), ("matches",),
+       (Const("letter", ("letter", "char", "needle")),)),
+    Op("sort_alpha", (LS,), LS, "expr", sorted, ("sorted($v)",),
+       ("sort {x} alphabetically", "put the strings of {x} in alphabetical order"),
+       ("sort them alphabetically", "put the result in alphabetical order"),
+       ("{x} in alphabetical order", "{x} sorted alphabetically"),
+       ("sorted", "alphabetical"), ("ordered",), tags=frozenset({"order", "orderless"})),
+    Op("sort_by_length", (LS,), LS, "expr", lambda ws: sorted(ws, key=len), ("sorted($v, key=len)",),
+       ("sort {x} from shortest to longest, keeping the original order of equal lengths",
+        "order the strings of {x} by length (a stable sort)"),
+       ("sort them by length, shortest first (stable)", "order the result by length, keeping ties in place"),
+       ("{x} ordered by length, shortest first", "the strings of {x} sorted by length (stable)"),
+       ("by_length", "shortest_first"), ("by_length",), tags=frozenset({"order"})),
+    Op("sort_by_last", (LS,), LS, "expr", lambda ws: sorted(ws, key=lambda w: w[-1]),
+       ("sorted($v, key=lambda $y: $y[-1])",),
+       ("sort {x} by the last letter of each word, keeping ties in their original order",
+        "order the strings of {x} by their final character (a stable sort)"),
+       ("sort them by their last letter (stable)", "order them by final character, ties kept in place"),
+       ("{x} ordered by last letter", "the words of {x} sorted by their final character"),
+       ("by_last_letter", "sorted_by_ending"), ("by_ending",), tags=frozenset({"order"})),
+    Op("join_words", (LS,), STR, "agg", lambda ws, a: a.join(ws), ("$a.join($g)",),
+       ("join the strings of {x} with {a} between them", "glue the words of {x} together, separated by {a}"),
+       ("join them with {a}", "glue them together with {a} in between"),
+       ("the words of {x} joined by {a}", "{x} glued together with {a}"),
+       ("joined", "glued"), ("joined",),
+       (Const("joiner", ("sep", "separator", "joiner", "glue")),)),
+    Op("longest", (LS,), STR, "expr", lambda ws: max(ws, key=len), ("max($v, key=len)",),
+       ("find the longest string in {x} (the first one on ties)", "return the longest word of {x}, the earliest if several tie"),
+       ("take the longest (first on ties)", "pick the longest word, the earliest one on ties"),
+       ("the longest word of {x} (first on ties)", "the first longest string in {x}"),
+       ("longest", "longest_word"), ("longest",)),
+    Op("shortest", (LS,), STR, "expr", lambda ws: min(ws, key=len), ("min($v, key=len)",),
+       ("find the shortest string in {x} (the first one on ties)", "return the shortest word of {x}, the earliest if several tie"),
+       ("take the shortest (first on ties)", "pick the shortest word, the earliest one on ties"),
+       ("the shortest word of {x} (first on ties)", "the first shortest string in {x}"),
+       ("shortest", "shortest_word"), ("shortest",)),
+    Op("first_alpha", (LS,), STR, "agg", min, ("min($g)",),
+       ("find the string in {x} that comes first alphabetically", "return the alphabetically smallest word of {x}"),
+       ("take the alphabetically first one", "pick the word that sorts first"),
+       ("the alphabetically first string in {x}", "the smallest word of {x} in dictionary order"),
+       ("first_alphabetically", "alpha_min"), ("first",), tags=frozenset({"orderless"})),
+    Op("count_each", (LS,), DI, "expr", lambda ws: dict(Counter(ws)), ("dict(Counter($v))",),
+       ("count how many times each string occurs in {x}", "tally the words of {x} in a dictionary"),
+       ("count how often each one occurs", "tally them in a dictionary"),
+       ("a dictionary mapping each word of {x} to its number of occurrences", "the tally of the strings in {x}"),
+       ("counts", "tally", "frequencies"), ("counts",),
+       loop=(("$out = {}", "$out[$x] = $out.get($x, 0) + 1"),), tags=frozenset({"tally"})),
+    Op("length_map", (LS,), DI, "dictmap", lambda ws: {w: len(w) for w in ws}, ("$e: len($e)",),
+       ("map each string in {x} to its length in a dictionary", "build a dictionary from every word of {x} to its length"),
+       ("map each to its length", "build a dictionary from each word to its length"),
+       ("a dictionary from each word of {x} to its length", "the word-to-length mapping of {x}"),
+       ("length_map", "lengths_by_word"), ("sizes",)),
+    Op("group_by_first", (LS,), DL, "loop", lambda ws: _group(ws), (),
+       ("group the words of {x} by their first letter, in order of appearance",
+        "build a dictionary from each first letter to the words of {x} that start with it"),
+       ("group them by first letter", "collect them in lists keyed by their first letter"),
+       ("the words of {x} grouped by first letter", "a dictionary from each initial to the words of {x} with it"),
+       ("grouped", "by_initial", "groups"), ("groups",),
+       loop=(("$out = {}", "$out.setdefault($px[0], []).append($x)"),)),
+]  # fmt: skip
+
+
+def _group(words: list[str]) -> dict[str, list[str]]:
+    groups: dict[str, list[str]] = {}
+    for word in words:
+        groups.setdefault(word[0], []).append(word)
+    return groups
+
+
+_DICT_OPS = [
+    Op("keys_sorted", ("dict",), LS, "expr", sorted, ("sorted($v)",),
+       ("list the keys of {x} in alphabetical order", "sort the keys of {x}"),
+       ("list the keys in alphabetical order", "take the sorted keys"),
+       ("the keys of {x} in alphabetical order", "the sorted keys of {x}"),
+       ("sorted_keys", "keys"), ("keys",)),
+    Op("values_list", (DI,), LI, "expr", lambda d: list(d.values()), ("list($pv.values())",),
+       ("list the values of {x} in insertion order", "collect the values of {x} into a list"),
+       ("take the values", "collect the values into a list"),
+       ("the values of {x}", "the list of values stored in {x}"),
+       ("values", "amounts"), ("amounts",)),
+    Op("key_of_max", (DI,), STR, "expr", lambda d: max(d, key=d.__getitem__),
+       ("max($v, key=$pv.get)", "max($v, key=lambda $y: $pv[$y])"),
+       ("find the key of {x} with the largest value (the first such key on ties)",
+        "return which key of {x} holds the highest number, the earliest on ties"),
+       ("take the key with the largest value (first on ties)", "find which key has the highest value"),
+       ("the key of {x} with the largest value", "the first key of {x} whose value is highest"),
+       ("top_key", "most_common", "best"), ("best",)),
+    Op("keep_items_above", (DI,), DI, "expr", lambda d, a: {k: v for k, v in d.items() if v > a},
+       ("{$key: $val for $key, $val in $pv.items() if $val > $a}",),
+       ("keep only the entries of {x} whose value is greater than {a}", "drop the keys of {x} with a value of {a} or less"),
+       ("keep the entries with a value above {a}", "drop every entry whose value is {a} or less"),
+       ("the entries of {x} with a value above {a}", "{x} restricted to values greater than {a}"),
+       ("above", "frequent", "over"), ("kept",),
+       (Const("thresh", ("threshold", "minimum", "cutoff")),)),
+    Op("sum_values", (DI,), INT, "expr", lambda d: sum(d.values()), ("sum($pv.values())",),
+       ("add up the values of {x}", "compute the total of all values in {x}"),
+       ("add up the values", "total the values"),
+       ("the sum of the values of {x}", "the total stored in {x}"),
+       ("total", "sum_values", "grand_total"), ("total",)),
+    Op("keys_by_value", (DI,), LS, "expr", lambda d: sorted(d, key=d.__getitem__, reverse=True),
+       ("sorted($v, key=$pv.get, reverse=True)",),
+       ("list the keys of {x} from the largest value to the smallest, ties in insertion order",
+        "rank the keys of {x} by their values, highest first (a stable sort)"),
+       ("rank the keys by value, highest first (stable)", "order the keys from the largest value down"),
+       ("the keys of {x} ranked by value, highest first", "the keys of {x} ordered by decreasing value"),
+       ("ranked", "ranking", "by_value"), ("ranked",)),
+    Op("scale_values", (DI,), DI, "expr", lambda d, a: {k: v * a for k, v in d.items()},
+       ("{$key: $val * $a for $key, $val in $pv.items()}",),
+       ("multiply every value of {x} by {a}", "scale all the values in {x} by {a}"),
+       ("multiply each value by {a}", "scale the values by {a}"),
+       ("{x} with every value multiplied by {a}", "a copy of {x} with values scaled by {a}"),
+       ("scaled", "multiplied"), ("scaled",),
+       (Const("factor", ("factor", "k", "multiplier")),)),
+    Op("group_sizes", (DL,), DI, "expr", lambda d: {k: len(v) for k, v in d.items()},
+       ("{$key: len($val) for $key, $val in $pv.items()}",),
+       ("replace each list in {x} by its length", "count the members of every group in {x}"),
+       ("replace each group by its size", "count the members of each group"),
+       ("the size of each group in {x}", "a dictionary from each key of {x} to the length of its list"),
+       ("group_sizes", "sizes"), ("sizes",)),
+    Op("biggest_group", (DL,), LS, "expr", lambda d: max(d.values(), key=len), ("max($pv.values(), key=len)",),
+       ("find the longest list among the values of {x} (the first on ties)", "return the largest group in {x}"),
+       ("take the largest group (first on ties)", "pick the longest list of values"),
+       ("the largest group of {x}", "the longest list stored in {x}, the first on ties"),
+       ("biggest_group", "largest_group"), ("largest",)),
+]  # fmt: skip
+
+_PAIR_OPS = [
+    Op("pair_sums", (LI, LI), LI, "expr", lambda xs, ys: [x + y for x, y in zip(xs, ys, strict=False)],
+       ("[$y + $z for $y, $z in zip($v, $w)]",),
+       ("add {x} and {y} element by element, stopping at the end of the shorter list",
+        "sum the numbers of {x} and {y} position by position (up to the shorter length)"),
+       (), ("the element-wise sums of {x} and {y}", "the pairwise sums of {x} and {y}"),
+       ("pair_sums", "add_lists", "elementwise_sum"), ("sums",), draw=lambda r, _c: (draw_int_list(r), draw_int_list(r))),
+    Op("pair_max", (LI, LI), LI, "expr", lambda xs, ys: [max(x, y) for x, y in zip(xs, ys, strict=False)],
+       ("[max($y, $z) for $y, $z in zip($v, $w)]",),
+       ("take the larger of {x} and {y} at each position, stopping at the shorter list",
+        "compare {x} and {y} position by position and keep the bigger number"),
+       (), ("the position-wise maximum of {x} and {y}", "the larger element of {x} and {y} at each index"),
+       ("pair_max", "elementwise_max"), ("larger",), draw=lambda r, _c: (draw_int_list(r), draw_int_list(r))),
+    Op("common", (LI, LI), LI, "expr", lambda xs, ys: [x for x in xs if x in ys], ("[$y for $y in $v if $y in $w]",),
+       ("keep the elements of {x} that also appear in {y}, in their order in {x}",
+        "select the numbers of {x} that occur somewhere in {y}"),
+       (), ("the elements of {x} that also occur in {y}", "the numbers of {x} found in {y}"),
+       ("common", "shared", "intersection"), ("shared",),
+       draw=lambda r, _c: (draw_int_list(r), [r.randint(0, 9) for _ in range(r.randint(2, 6))])),
+    Op("concat_numbers", (LI, LI), LI, "expr", lambda xs, ys: xs + ys, ("$v + $w", "[*$v, *$w]"),
+       ("put the numbers of {y} after those of {x}", "concatenate {x} and {y}"),
+       (), ("{x} followed by {y}", "the concatenation of {x} and {y}"),
+       ("concat", "combined", "merged"), ("combined",), draw=lambda r, _c: (draw_int_list(r), draw_int_list(r))),
+    Op("concat_words", (LS, LS), LS, "expr", lambda xs, ys: xs + ys, ("$v + $w",),
+       ("put the strings of {y} after those of {x}", "concatenate the word lists {x} and {y}"),
+       (), ("{x} followed by {y}", "the words of {x} and then those of {y}"),
+       ("concat", "combined", "all_words"), ("combined",), draw=lambda r, _c: (draw_words(r), draw_words(r))),
+    Op("zip_dict", (LS, LI), DI, "expr", lambda ks, vs: dict(zip(ks, vs, strict=False)),
+       ("dict(zip($v, $w))",),
+       ("pair each string of {x} with the number at the same position of {y} in a dictionary (a repeated key keeps its last number)",
+        "build a dictionary from the keys {x} and the values {y}, matched by position"),
+       (), ("the dictionary pairing {x} with {y} position by position", "a mapping from each string of {x} to the matching number of {y}"),
+       ("paired", "zip_dict", "to_dict"), ("table",), draw=lambda r, _c: (draw_words(r), draw_int_list(r))),
+]  # fmt: skip
+
+TEXT_OPS: list[Op] = _STRING_OPS + _WORD_OPS
+DICT_OPS: list[Op] = _DICT_OPS
+PAIR_OPS: list[Op] = _PAIR_OPS
