@@ -11,7 +11,7 @@ import doctest
 
 import pytest
 
-from evalkit import sandbox
+from evalkit import sandbox, sandbox_pool
 from evalkit.doctest_runner import (
     DoctestExample,
     DoctestVerdict,
@@ -190,7 +190,7 @@ def test_prewarmed_sandbox_serves_the_next_call(monkeypatch: pytest.MonkeyPatch)
     def no_cold_start(*args: object, **kwargs: object) -> None:
         raise AssertionError("a new sandbox was started although a warm one was idle")
 
-    monkeypatch.setattr(sandbox, "_Session", no_cold_start)
+    monkeypatch.setattr(sandbox_pool, "_Session", no_cold_start)
     (verdict,) = run_doctests("", ["def f():\n    return 1\n"], [DoctestExample("f()\n", "1\n")])
     assert verdict.status == "passed"
 

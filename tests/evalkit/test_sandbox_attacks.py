@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from evalkit import sandbox
+from evalkit import sandbox, sandbox_pool
 
 ATTACKS = Path(__file__).with_name("attacks")
 CANARY = ("value = 6 * 7\n", "assert value == 42\n")
@@ -175,7 +175,7 @@ def test_attack_is_contained(
     if attack == "kill_other.py" and not IS_ROOT:
         pytest.skip("needs root to start a victim under the sandbox uid")
     # A frozen harness is caught by the runner's own watchdog; keep its grace short here.
-    monkeypatch.setattr(sandbox, "WATCHDOG_GRACE_S", 2.0)
+    monkeypatch.setattr(sandbox_pool, "WATCHDOG_GRACE_S", 2.0)
     isolation = "bwrap" if mode == "bwrap" else "fallback"
     program = (ATTACKS / attack).read_text()
     for placeholder, value in targets.substitutions().items():
