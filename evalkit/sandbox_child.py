@@ -255,11 +255,15 @@ def child_serve(job: dict[str, Any]) -> int:
         _send({"error": "exception"})
         return 1
     flush_std()
-    _send(
-        {"ready": {name: describe(namespace[name]) for name in job["names"] if name in namespace}}
-    )
-    pending = b""
-    replies: list[bytes] = []
+    ready = {name: describe(namespace[name]) for name in job["names"] if name in namespace}
+    replies = [pack_frame({"ready": ready})]
+    # Requests sent ahead are already waiting: answer them with "ready", in one write.
+    os.set_blocking(REQUEST_FD, False)
+    try:
+        pending = os.read(REQUEST_FD, 1 << 16)
+    except OSError:
+        pending = b""
+    os.set_blocking(REQUEST_FD, True)
     while True:
         if len(pending) < 4 or len(pending) < 4 + FRAME_HEADER.unpack_from(pending)[0]:
             # No complete request left: send the replies gathered so far, then wait.

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import gc
 import os
-import shutil
 import signal
 import socket
 import sys
@@ -185,6 +184,7 @@ class Harness:
             "seccomp_program": seccomp,
             "workdir": self.workdir,
             "pid_namespace": self.pid_namespace,
+            "scratch_dirs": self.scratch_dirs,
         }
         self.zygote = self._start_zygote(settings, private_fds)
         for fd in (ruleset, scope):
@@ -206,22 +206,6 @@ class Harness:
             zygote_main(theirs, settings)
         theirs.close()
         return Zygote(ours, pid)
-
-    def clean_scratch(self) -> None:
-        for directory in self.scratch_dirs:
-            try:
-                entries = os.listdir(directory)
-            except OSError:
-                continue
-            for name in entries:
-                path = os.path.join(directory, name)
-                try:
-                    if os.path.isdir(path) and not os.path.islink(path):
-                        shutil.rmtree(path, ignore_errors=True)
-                    else:
-                        os.unlink(path)
-                except OSError:
-                    pass
 
     def _new_run(self, job: dict[str, Any]) -> JobRun:
         return JobRun(self.zygote, self.devnull, {**job, "nproc": self.nproc})
@@ -256,7 +240,6 @@ class Harness:
         except Stopped as exc:
             stopped = exc.reason
         statuses = run.finish()
-        self.clean_scratch()
         records = [frame for frame in child.frames if _valid_record(frame)]
         events = {record["event"] for record in records}
         status_word = statuses.get(child.pid)
@@ -302,9 +285,10 @@ class Harness:
         except Stopped as exc:
             stopped = exc.reason
         # With its requests closed a serving child exits at once; letting it go before the
-        # zygote wakes spares the zygote copying pages the child still shares with it.
-        statuses = run.finish(EXIT_GRACE_S if stopped is None else 0.0)
-        self.clean_scratch()
+        # zygote wakes spares the zygote copying pages the child still shares with it. The
+        # exit statuses matter only to explain a child's death.
+        explain = stopped is not None or verdict is None or verdict.findings.lost is not None
+        statuses = run.finish(EXIT_GRACE_S if stopped is None else 0.0, statuses=explain)
         stdout, stderr = run.stdout(), run.stderr()
         if verdict is not None:
             stdout += verdict.test_stdout

@@ -43,31 +43,48 @@ class Zygote:
     def __init__(self, sock: socket.socket, pid: int) -> None:
         self.sock = sock
         self.pid = pid
+        self.unread = 0  # answers to "finish" requests we did not wait for
         sock.settimeout(ZYGOTE_TIMEOUT_S)
+
+    def _answer(self) -> Any:
+        try:
+            message = self.sock.recv(1 << 16)
+        except OSError as exc:
+            raise SandboxBroken(f"zygote: {exc}") from None
+        if not message:
+            raise SandboxBroken("the zygote is gone")
+        return marshal.loads(message)
+
+    def _catch_up(self) -> None:
+        """Answers come in request order: take the ones nobody waited for first."""
+        while self.unread:
+            self.unread -= 1
+            self._answer()
 
     def spawn(self, limits: dict[str, Any], fds: list[int]) -> tuple[int, int]:
         """Start a child holding ``fds``; its pid and a pidfd for it (race-free: the zygote
         reaps its children only when told to finish)."""
         try:
             socket.send_fds(self.sock, [marshal.dumps(("fork", limits))], fds)
-            message = self.sock.recv(64)
         except OSError as exc:
             raise SandboxBroken(f"zygote: {exc}") from None
-        if not message:
-            raise SandboxBroken("the zygote is gone")
-        pid = int(marshal.loads(message))
+        self._catch_up()
+        pid = int(self._answer())
         return pid, os.pidfd_open(pid)
 
-    def finish(self, pids: list[int]) -> dict[int, int | None]:
-        """Exit statuses of ``pids`` (killed if still running); every other leftover killed."""
+    def finish(self, pids: list[int], wait: bool = True) -> dict[int, int | None]:
+        """Exit statuses of ``pids`` (killed if still running); every other leftover killed
+        and the scratch dirs emptied, all before the zygote forks again. With ``wait`` False
+        the statuses are not wanted: nothing is waited for (an empty dict comes back)."""
         try:
             self.sock.send(marshal.dumps(("finish", pids)))
-            message = self.sock.recv(1 << 16)
         except OSError as exc:
             raise SandboxBroken(f"zygote: {exc}") from None
-        if not message:
-            raise SandboxBroken("the zygote is gone")
-        statuses: dict[int, int | None] = marshal.loads(message)
+        if not wait:
+            self.unread += 1
+            return {}
+        self._catch_up()
+        statuses: dict[int, int | None] = self._answer()
         return statuses
 
 
@@ -271,9 +288,11 @@ class JobRun:
 
     # -- the end
 
-    def finish(self, grace_s: float = 0.0) -> dict[int, int | None]:
-        """Close the children's requests, give them ``grace_s`` to exit, kill the rest (with
-        all their descendants), take the last output. Returns exit statuses by pid."""
+    def finish(self, grace_s: float = 0.0, statuses: bool = True) -> dict[int, int | None]:
+        """Close the children's requests, give them ``grace_s`` to exit, have the zygote kill
+        the rest (with all their descendants), take the last output. Returns exit statuses by
+        pid; with ``statuses`` False none are waited for (the output is already complete:
+        serving children flush it before each reply)."""
         os.close(self.out_w)
         os.close(self.err_w)
         for child in self.children:
@@ -283,8 +302,9 @@ class JobRun:
         give_up = time.monotonic() + grace_s
         while any(not c.exited for c in self.children) and time.monotonic() < give_up:
             self.pump(give_up - time.monotonic(), enforce=False)
-        statuses = self.zygote.finish([child.pid for child in self.children])
-        # Every writer is dead now: what is left in the pipes ends with EOF.
+        result = self.zygote.finish([child.pid for child in self.children], wait=statuses)
+        # When waited for, every writer is dead now and the pipes end with EOF; otherwise
+        # this takes what is there.
         self._drain_output(self.out_r, self.output_limit + READ_CHUNK)
         self._drain_output(self.err_r, self.output_limit + READ_CHUNK)
         for child in self.children:
@@ -296,7 +316,7 @@ class JobRun:
             self._unwatch(fd)
             os.close(fd)
         self.poller.close()
-        return statuses
+        return result
 
     def stdout(self) -> str:
         return bytes(self.tails[self.out_r]).decode(errors="replace")

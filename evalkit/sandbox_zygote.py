@@ -17,6 +17,7 @@ import fcntl
 import gc
 import marshal
 import os
+import shutil
 import signal
 import socket
 import struct
@@ -130,6 +131,24 @@ def kill_everything(pid_namespace: bool) -> None:
                 os.waitpid(pid, 0)
 
 
+def clean_scratch(directories: list[str]) -> None:
+    """Empty the writable dirs (after every job: nothing a program leaves reaches the next)."""
+    for directory in directories:
+        try:
+            entries = os.listdir(directory)
+        except OSError:
+            continue
+        for name in entries:
+            path = os.path.join(directory, name)
+            try:
+                if os.path.isdir(path) and not os.path.islink(path):
+                    shutil.rmtree(path, ignore_errors=True)
+                else:
+                    os.unlink(path)
+            except OSError:
+                pass
+
+
 def _finish(pids: list[int], pid_namespace: bool) -> dict[int, int | None]:
     """Exit statuses of ``pids`` (killing those still running), then clean up the rest."""
     statuses: dict[int, int | None] = {}
@@ -218,7 +237,9 @@ def zygote_main(control: socket.socket, settings: dict[str, Any]) -> None:
                         os.close(fd)
                 control.send(marshal.dumps(pid))
             elif request[0] == "finish":
-                control.send(marshal.dumps(_finish(request[1], pid_namespace)))
+                statuses = _finish(request[1], pid_namespace)
+                clean_scratch(settings["scratch_dirs"])
+                control.send(marshal.dumps(statuses))
             else:
                 for fd in fds:
                     os.close(fd)
