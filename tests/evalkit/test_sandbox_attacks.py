@@ -52,6 +52,10 @@ EXPECTED: dict[str, tuple[str, float, set[str] | None]] = {
     "forge_result_channel.py": (DEFAULT_TEST, 10.0, {"failed"}),
     "freeze_parent.py": (DEFAULT_TEST, 2.0, {"failed", "timeout"}),
     "always_equal.py": (ADD_TEST, 10.0, {"failed"}),
+    "patch_main_comparators.py": (ADD_TEST, 10.0, {"failed"}),
+    "forge_nonce_from_frames.py": (ADD_TEST, 10.0, {"failed"}),
+    "forge_everything.py": (ADD_TEST, 10.0, {"failed"}),
+    "forge_then_serve_wrong.py": (ADD_TEST, 10.0, {"failed"}),
 }
 # Without Landlock (and without namespaces) the fallback cannot stop these: documented.
 NEEDS_LANDLOCK_IN_FALLBACK = {"tcp_connect.py", "escape_write.py", "kill_other.py"}
