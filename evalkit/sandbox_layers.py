@@ -86,9 +86,9 @@ class SandboxLayers:
                 bwrap_detail,
             ),
             (
-                "unprivileged uid",
+                "unprivileged uid (root drops to it)",
                 self.drop_uid,
-                f"uid {SANDBOX_UID}" if self.drop_uid else f"runs as uid {os.getuid()} (not root)",
+                f"uid {SANDBOX_UID}" if self.drop_uid else f"runs as you (uid {os.getuid()})",
             ),
             ("rlimits (AS, CPU, FSIZE, NOFILE, CORE=0; NPROC)", True, "per program"),
             (
@@ -118,7 +118,7 @@ class SandboxLayers:
             ),
             (
                 "process-tree kill",
-                True,
+                mode != "refused",
                 "kill(-1) in the sandbox's pid namespace" if mode == "bwrap" else "child subreaper",
             ),
             (
@@ -274,7 +274,7 @@ def resolve_isolation(isolation: Isolation, layers: SandboxLayers, warn: bool = 
 def _warn_fallback_once(layers: SandboxLayers) -> None:
     missing = [name for name, active, _ in layers.describe("unsafe-fallback") if not active]
     logger.warning(
-        "sandbox: running generated code with WEAKER isolation (unsafe-fallback: no namespaces)%s",
+        "running generated code with WEAKER isolation (unsafe-fallback: no namespaces)%s",
         "; inactive layers: " + "; ".join(missing) if missing else "",
     )
 
