@@ -96,7 +96,9 @@ def _as_user() -> None:
     os.setuid(USER_UID)
 
 
-def _run_as_user(code: str, stdin: str = "", *args: str) -> subprocess.CompletedProcess[str]:
+def _run_as_user(
+    code: str, stdin: str = "", *args: str, path: str = "/nonexistent"
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [SYSTEM_PYTHON, "-c", code, *args],
         input=stdin,
@@ -105,7 +107,7 @@ def _run_as_user(code: str, stdin: str = "", *args: str) -> subprocess.Completed
         timeout=120,
         cwd="/",
         preexec_fn=_as_user,
-        env={"PATH": "/nonexistent", "PYTHONPATH": str(REPO), "HOME": "/nonexistent"},
+        env={"PATH": path, "PYTHONPATH": str(REPO), "HOME": "/nonexistent"},
     )
 
 
@@ -196,22 +198,32 @@ def test_sandbox_check_as_a_user_names_the_active_layers() -> None:
     assert layers["Landlock: reads only system dirs + interpreter + scratch"]
     assert layers["seccomp: no new sockets (socket(2), io_uring)"]
     assert not layers["unprivileged uid (root drops to it)"]
-    assert not layers["bubblewrap (namespaces, no network, only system dirs visible, tmpfs scratch)"]
+    assert not layers[
+        "bubblewrap (namespaces, no network, only system dirs visible, tmpfs scratch)"
+    ]
     refused = _run_as_user(code, "", "sandbox", "check", "--json")
     assert refused.returncode == 1 and "bubblewrap" in json.loads(refused.stdout)["refused"]
 
 
-def test_many_processes_cannot_sum_past_the_memory_limit_without_cgroups() -> None:
+@pytest.mark.parametrize(
+    "isolation", ["unsafe-fallback", pytest.param("bwrap", marks=pytest.mark.bwrap)]
+)
+def test_many_processes_cannot_sum_past_the_memory_limit_without_cgroups(isolation: str) -> None:
     """6 x 200 MiB under --memory 256, as a user the cgroups do not cover here."""
+    if isolation == "bwrap" and not shutil.which("bwrap"):
+        pytest.skip("bubblewrap unavailable")
     attack = (REPO / "tests/evalkit/attacks/memory_many_processes.py").read_text()
     attack = attack.replace("__TOKEN__", "dcmanyproc")
     code = (
         "import json, sys\nfrom evalkit import sandbox\n"
-        "r = sandbox.check_program(sys.stdin.read(), 'assert ATTACK_SUCCEEDED\\n',"
-        " memory_mb=256, timeout_s=20, isolation='unsafe-fallback')\n"
-        "print(json.dumps([r.status, r.stderr[-500:]]))\n"
+        "attack = sandbox.check_program(sys.stdin.read(), 'assert ATTACK_SUCCEEDED\\n',"
+        f" memory_mb=256, timeout_s=20, isolation={isolation!r})\n"
+        "honest = sandbox.check_program('def add(a, b):\\n    return a + b\\n',"
+        f" 'assert add(1, 2) == 3\\n', isolation={isolation!r})\n"
+        "print(json.dumps([attack.status, attack.stderr[-500:], honest.status]))\n"
     )
-    done = _run_as_user(code, attack)
+    done = _run_as_user(code, attack, path="/usr/bin:/bin")
     assert done.returncode == 0, done.stderr
-    status, stderr = json.loads(done.stdout)
+    status, stderr, honest = json.loads(done.stdout)
     assert status != "passed", stderr
+    assert honest == "passed"
