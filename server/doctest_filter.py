@@ -1,7 +1,10 @@
 """Doctest filter: run the docstring's ``>>>`` examples against every candidate.
 
-All candidates go to the sandbox in one run (``evalkit.doctest_runner``); outputs are compared
-outside the sandboxed process, so a candidate cannot fake a pass.
+All candidates go to the sandbox in one run (``evalkit.doctest_runner``). The expected outputs
+never enter it (docstrings are stripped, only example sources are sent) and the comparison
+happens out here, so a candidate cannot read them, patch the checker or report for another
+candidate; it can only print its own output, which passes an example exactly when ``doctest``
+would pass it (see docs/THREAT_MODEL.md).
 """
 
 from __future__ import annotations
