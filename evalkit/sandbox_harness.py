@@ -356,7 +356,9 @@ def main() -> None:
             # now holds tests): this sandbox ends, and the runner reports the job as lost.
             print(f"sandbox harness: {exc}", file=sys.stderr)
             break
-        except Exception as exc:  # a harness bug must not look like a verdict
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException as exc:  # a harness bug must not look like a verdict
             line = traceback.format_exception_only(type(exc), exc)[-1]
             result = _error_result("sandbox harness error: " + line)
         write_frame(proto_out, result)

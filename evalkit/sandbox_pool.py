@@ -414,8 +414,9 @@ def execute_jobs(
 
 class _IdlePool:
     """Started sandboxes kept for the next call, so a one-off run (the LSP's doctest check)
-    skips bubblewrap and interpreter start-up. Every program still gets a fresh forked
-    process; what is reused is only the pristine harness and zygote it is forked from."""
+    skips bubblewrap and interpreter start-up. Every program still gets a fresh process;
+    what is reused is the harness (which never runs candidate code) and the pristine zygote
+    each program's process is forked from."""
 
     def __init__(self, per_key: int) -> None:
         self.per_key = per_key

@@ -246,3 +246,17 @@ def test_batched_calls_keep_their_order_and_state() -> None:
         "check(f)\n"
     )
     assert sandbox.check_program(program, test).passed
+
+
+def test_programs_that_do_not_load_fail_without_losing_the_sandbox() -> None:
+    # Literal calls are sent as soon as the program starts loading: more than a pipe holds
+    # here, so sending them meets a child that already died (and must not lose the sandbox).
+    asserts = "".join(
+        f"    assert candidate({'x' * 3000!r}) == {'x' * 3000!r}\n" for _ in range(40)
+    )
+    test = f"def check(candidate):\n{asserts}check(f)\n"
+    good = "def f(x):\n    return x\n"
+    broken = ["def f(x):\n    return x  # \x00", "def f(x) return x\n", "import os\nos._exit(0)\n"]
+    pairs = [(program, test) for program in broken] + [(good, test)]
+    results = sandbox.check_many(pairs * 3, workers=1)
+    assert [r.status for r in results] == ["failed", "failed", "failed", "passed"] * 3
