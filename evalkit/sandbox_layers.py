@@ -15,7 +15,7 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 from evalkit import sandbox_cgroups
@@ -195,9 +195,10 @@ def _outside_system(path: str) -> bool:
     return not any(path == d or path.startswith(d + "/") for d in SYSTEM_DIRS)
 
 
-def interpreter_paths(report: dict[str, object]) -> tuple[str, ...]:
+def interpreter_paths(report: Mapping[str, object]) -> tuple[str, ...]:
     """The real paths an interpreter needs that are not already in the system dirs."""
-    wanted = [str(p) for p in report.get("dirs", []) if isinstance(p, str)]  # type: ignore[attr-defined]
+    dirs = report.get("dirs")
+    wanted = [p for p in dirs if isinstance(p, str)] if isinstance(dirs, list) else []
     for key in ("executable", "library"):
         value = report.get(key)
         if isinstance(value, str) and value:
