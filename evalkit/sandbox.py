@@ -33,7 +33,7 @@ from evalkit.sandbox_layers import (
     detect_layers,
     resolve_isolation,
 )
-from evalkit.sandbox_pool import close_idle_sandboxes
+from evalkit.sandbox_pool import close_idle_sandboxes, default_workers
 from evalkit.sandbox_supervise import STARVATION_CAP
 
 __all__ = [
@@ -51,6 +51,7 @@ __all__ = [
     "check_many",
     "check_program",
     "close_idle_sandboxes",
+    "default_workers",
     "detect_layers",
     "execute_jobs",
     "prewarm",
@@ -169,7 +170,8 @@ def run_many(
     output_limit_bytes: int = DEFAULT_OUTPUT_LIMIT,
     isolation: Isolation = "auto",
 ) -> list[ExecutionResult]:
-    """:func:`run` for many programs over a pool of warm sandboxes; order preserved."""
+    """:func:`run` for many programs over a pool of warm sandboxes (``workers`` of them, by
+    default :func:`default_workers`); order preserved."""
     base = _base_job("run", timeout_s, memory_mb, output_limit_bytes)
     jobs = [{**base, "program": program} for program in programs]
     raw = execute_jobs(jobs, workers=workers, memory_mb=memory_mb, isolation=isolation)

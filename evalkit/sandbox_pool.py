@@ -248,6 +248,12 @@ class _Session:
             shutil.rmtree(self.host_tmp, ignore_errors=True)
 
 
+def default_workers() -> int:
+    """Sandboxes run in parallel by default: one more than the cores, because each one
+    alternates between its verifier and the program it checks, leaving a core part idle."""
+    return (os.cpu_count() or 1) + 1
+
+
 def _job_budget_s(job: dict[str, Any]) -> float:
     pieces = len(job.get("candidates", [None]))
     cap = float(job.get("starvation_cap", STARVATION_CAP))
@@ -285,7 +291,7 @@ def execute_jobs(
     if not jobs:
         return []
     mode = resolve_isolation(isolation, layers)
-    workers = max(1, min(workers or os.cpu_count() or 1, len(jobs)))
+    workers = max(1, min(workers or default_workers(), len(jobs)))
     # Pre-importing common modules pays off only when each sandbox serves several programs.
     warm = len(jobs) >= 4 * workers
     pending = deque(range(len(jobs)))
@@ -449,7 +455,7 @@ class _IdlePool:
             session.close(graceful=graceful)
 
 
-_idle_pool = _IdlePool(per_key=max(2, os.cpu_count() or 1))
+_idle_pool = _IdlePool(per_key=max(2, default_workers()))
 atexit.register(_idle_pool.close_all, False)
 
 

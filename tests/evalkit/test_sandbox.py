@@ -1,8 +1,9 @@
 """The sandbox API as evalkit and the CLI use it: statuses, batches, isolation between samples.
 
 Everything runs the real sandbox (bubblewrap when available, else the fallback). The only
-fake is in ``test_missing_bubblewrap_warns_once``: layer detection reports bubblewrap as
-missing, because uninstalling it from the test machine is not an option.
+fake is in ``test_without_bubblewrap_auto_refuses_and_the_explicit_fallback_warns_once``:
+layer detection reports bubblewrap as missing, because uninstalling it from the test machine
+is not an option (``test_sandbox_fallback.py`` does the same for real, as another user).
 """
 
 from __future__ import annotations
