@@ -40,6 +40,7 @@ def attempt(name, action):
     except OSError as exc:
         results[name] = type(exc).__name__
 attempt("read own 0600 file", lambda: open("__OWN__").read())
+attempt("read another user's 0600 file", lambda: open("__OTHER__").read())
 attempt("read world-readable file", lambda: open("__PUBLIC__").read())
 attempt("read /etc/passwd", lambda: open("/etc/passwd").read())
 attempt("list the user's dir", lambda: os.listdir("__DIR__"))
@@ -119,6 +120,9 @@ class Targets:
         self.own.write_text("user secret")
         os.chown(self.own, USER_UID, USER_UID)
         self.own.chmod(0o600)
+        self.other = self.directory / "root-only.txt"  # another user's (root's) secret
+        self.other.write_text("root secret")
+        self.other.chmod(0o600)
         self.public = self.directory / "notes.txt"
         self.public.write_text("world readable")
         self.public.chmod(0o644)
@@ -139,6 +143,7 @@ class Targets:
     def program(self) -> str:
         values = {
             "__OWN__": str(self.own),
+            "__OTHER__": str(self.other),
             "__PUBLIC__": str(self.public),
             "__DIR__": str(self.directory),
             "__SOCK__": str(self.unix_path),
