@@ -162,6 +162,7 @@ class JobRun:
         )
         self.children: list[Child] = []
         self.starved: dict[int, float] = {}
+        self.stopped: str | None = None  # why a budget ran out (even if a test swallowed it)
         self.out_r, self.out_w = os.pipe()
         self.err_r, self.err_w = os.pipe()
         self.tails = {self.out_r: bytearray(), self.err_r: bytearray()}
@@ -239,6 +240,7 @@ class JobRun:
             self.deadline = min(self.started + self.timeout_s + self._starved(), self.hard_deadline)
         remaining = self.deadline - now
         if remaining <= 0:
+            self.stopped = "timeout"
             raise Stopped("timeout")
         return remaining
 
@@ -252,6 +254,7 @@ class JobRun:
             if handler is not None:
                 handler()
         if enforce and self.total_output > self.output_limit:
+            self.stopped = "output_limit"
             raise Stopped("output_limit")
 
     def _drain_output(self, fd: int, budget: int = 1 << 20) -> None:

@@ -7,7 +7,9 @@ the call's arguments to that child and gets back plain data (or a builtin except
 message). Comparisons, expected values and the verdict stay in this process. When the test
 ends in ``check(ENTRY)`` and also reads helpers the program defines before ``def ENTRY``
 (HumanEval's prompt helpers, e.g. ``poly``), those come from a second child that runs only
-that prefix, so a completion that redefines them cannot change what the test sees.
+that prefix, so a completion that redefines them cannot change what the test sees. The test's
+leading literal calls (``sandbox_plan``) are sent in one batch; each reply is taken only when
+the test makes that exact call.
 """
 
 from __future__ import annotations
@@ -267,11 +269,13 @@ class _Alarm:
     """A hard stop for the test's own code (calls to children are timed by ``JobRun.pump``)."""
 
     armed = False
+    fired = False
 
     @classmethod
     def handle(cls, _signum: int, _frame: Any) -> None:
         if cls.armed:
             cls.armed = False
+            cls.fired = True
             raise Stopped("timeout")
 
     installed = False
@@ -282,6 +286,7 @@ class _Alarm:
             signal.signal(signal.SIGALRM, cls.handle)
             cls.installed = True
         cls.armed = True
+        cls.fired = False
         signal.setitimer(signal.ITIMER_REAL, max(seconds, 0.001))
 
     @classmethod
@@ -305,8 +310,8 @@ class Verdict:
 
 
 def verify(run: JobRun, program: str, test: str) -> Verdict:
-    """Run ``test`` here against ``program`` served by sandboxed children; never raises except
-    ``Stopped`` (time / output budget)."""
+    """Run ``test`` here against ``program`` served by sandboxed children. Raises only
+    ``Stopped`` (a time or output budget ran out) and ``SandboxBroken`` (no zygote)."""
     findings = Findings()
     plan = plan_test(test)
     if plan.code is None:
@@ -363,6 +368,8 @@ def verify(run: JobRun, program: str, test: str) -> Verdict:
         status, error = "failed", f"{exc}\n"
     except BaseException as exc:
         status, error = "failed", _test_traceback(exc)
+    if run.stopped is not None or _Alarm.fired:  # a budget ran out, even if the test caught it
+        raise Stopped(run.stopped or "timeout")
     if status == "passed":
         for link in links:  # it must still be serving: an early exit is never a pass
             if not run.alive(link.child):

@@ -260,3 +260,10 @@ def test_programs_that_do_not_load_fail_without_losing_the_sandbox() -> None:
     pairs = [(program, test) for program in broken] + [(good, test)]
     results = sandbox.check_many(pairs * 3, workers=1)
     assert [r.status for r in results] == ["failed", "failed", "failed", "passed"] * 3
+
+
+def test_a_test_that_swallows_the_timeout_still_times_out() -> None:
+    program = "def slow():\n    while True:\n        pass\n"
+    test = "try:\n    slow()\nexcept BaseException:\n    pass\n"
+    result = sandbox.check_program(program, test, timeout_s=0.5)
+    assert result.status == "timeout", result
