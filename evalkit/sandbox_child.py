@@ -305,7 +305,7 @@ def warm_up() -> None:
     each short-lived child)."""
     namespace = {"echo": lambda *args, **kwargs: args}
     samples = [5, "text", [1, 2, 3], (1, [2.5, None]), {"k": {1, 2}}, True]
-    for _ in range(64):
+    for _ in range(16):
         for value in samples:
             reply = _call(namespace, ["echo"], [encode(value)], {"key": encode(value)})
             pack_frame(reply)

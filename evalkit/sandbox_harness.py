@@ -1,7 +1,8 @@
 """The harness: the sandbox's trusted process (pid 1 under bubblewrap), which judges every job.
 
 ``evalkit.sandbox`` starts it (through ``BOOTSTRAP``, which loads these in-sandbox modules
-from the first frame on stdin) and feeds it length-prefixed JSON jobs on stdin; results go
+from the first frame on stdin: marshal'd code when the runner's Python has the same bytecode
+as the sandbox's, sources otherwise) and feeds it length-prefixed JSON jobs on stdin; results go
 back on stdout. The harness never runs candidate code: at start-up it forks the zygote,
 which starts every untrusted child, and it runs the trusted side of each job itself (the
 test of a check, the supervision of a run). It is non-dumpable, so a child of the same uid
@@ -61,7 +62,7 @@ SANDBOX_MODULES = [
     "sandbox_harness",
 ]
 BOOTSTRAP = """
-import json, os, struct, sys, types
+import marshal, os, struct, sys, types
 def _read(size):
     data = b""
     while len(data) < size:
@@ -73,12 +74,14 @@ def _read(size):
 _package = types.ModuleType("evalkit")
 _package.__path__ = []
 sys.modules["evalkit"] = _package
-for _name, _source in json.loads(_read(struct.unpack(">I", _read(4))[0])):
+for _name, _code in marshal.loads(_read(struct.unpack(">I", _read(4))[0])):
     _module = types.ModuleType("evalkit." + _name)
     _module.__file__ = "<sandbox:" + _name + ">"
     sys.modules[_module.__name__] = _module
     setattr(_package, _name, _module)
-    exec(compile(_source, _module.__file__, "exec"), _module.__dict__)
+    if isinstance(_code, str):
+        _code = compile(_code, _module.__file__, "exec")
+    exec(_code, _module.__dict__)
 sys.modules["evalkit.sandbox_harness"].main()
 """
 CHILD_KIND = {"run": "run", "check": "inline_check", "doctest": "doctest"}

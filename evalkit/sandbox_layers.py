@@ -60,6 +60,7 @@ class SandboxLayers:
     cgroups: sandbox_cgroups.CgroupSupport
     landlock_abi: int
     seccomp: bool
+    python_magic: str = ""  # the sandbox interpreter's bytecode magic, hex
 
     def readable(self) -> list[str]:
         """What an untrusted child may read (Landlock): system dirs, the interpreter's files."""
@@ -181,13 +182,15 @@ def _interpreter_candidates() -> list[str]:
 # shared library, itself. Never a parent directory "just in case" (~/bin/python3 must not
 # expose ~).
 _PROBE = (
-    "import json, os, sys, sysconfig; assert sys.version_info >= (3, 9); import ctypes; "
+    "import json, os, sys, sysconfig, importlib.util; assert sys.version_info >= (3, 9); "
+    "import ctypes; "
     "paths = sysconfig.get_paths(); "
     "lib = sysconfig.get_config_var('LDLIBRARY') if sysconfig.get_config_var('Py_ENABLE_SHARED') "
     "else None; "
     "print(json.dumps({'executable': os.path.realpath(sys.executable), "
     "'dirs': [paths[k] for k in ('stdlib', 'platstdlib', 'purelib', 'platlib') if k in paths], "
-    "'library': os.path.join(sysconfig.get_config_var('LIBDIR') or '', lib) if lib else None}))"
+    "'library': os.path.join(sysconfig.get_config_var('LIBDIR') or '', lib) if lib else None, "
+    "'magic': importlib.util.MAGIC_NUMBER.hex()}))"
 )
 
 
@@ -217,6 +220,7 @@ def detect_layers() -> SandboxLayers:
     """Find an interpreter the sandbox uid can run, and which layers work on this machine."""
     python = None
     paths: tuple[str, ...] = ()
+    magic = ""
     for candidate in _interpreter_candidates():
         ok, detail = _probe([candidate, "-I", "-c", _PROBE])
         if ok:
@@ -226,6 +230,7 @@ def detect_layers() -> SandboxLayers:
                 continue
             python = candidate
             paths = interpreter_paths(report)
+            magic = str(report.get("magic", ""))
             break
     if python is None:
         raise SandboxError(
@@ -247,7 +252,15 @@ def detect_layers() -> SandboxLayers:
             bwrap = None
             bwrap_error = f"bubblewrap cannot create namespaces here ({detail[-200:]})"
     return SandboxLayers(
-        python, paths, bwrap, bwrap_error, drop_uid, cgroups, landlock_abi(), seccomp_available()
+        python,
+        paths,
+        bwrap,
+        bwrap_error,
+        drop_uid,
+        cgroups,
+        landlock_abi(),
+        seccomp_available(),
+        magic,
     )
 
 

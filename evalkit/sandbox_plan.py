@@ -9,30 +9,41 @@ trip each. ``prompt_prefix`` finds the prompt's own helpers in a program.
 
 from __future__ import annotations
 
-import ast
 import builtins
 import collections
-import dataclasses
 import marshal
-import symtable
 import traceback
 import types
+from typing import TYPE_CHECKING
 
 from evalkit.sandbox_wire import Unsupported, encode
+
+if TYPE_CHECKING:  # imported when a plan is made: doctest-only sandboxes start faster
+    import ast
+    import symtable
 
 PLAN_CACHE_SIZE = 256  # HumanEval has 164 tests; a batch may cycle through all of them
 
 
-@dataclasses.dataclass(frozen=True)
 class TestPlan:
     """A test compiled once: its code, the program names it reads, its ``check(ENTRY)``, and
     the request bodies of the literal calls ``check`` makes first (in order)."""
 
-    code: types.CodeType | None
-    error: str
-    names: tuple[str, ...]
-    entry: str | None
-    prefetch: tuple[bytes, ...] = ()
+    __slots__ = ("code", "entry", "error", "names", "prefetch")
+
+    def __init__(
+        self,
+        code: types.CodeType | None,
+        error: str,
+        names: tuple[str, ...],
+        entry: str | None,
+        prefetch: tuple[bytes, ...] = (),
+    ) -> None:
+        self.code = code
+        self.error = error
+        self.names = names
+        self.entry = entry
+        self.prefetch = prefetch
 
 
 _plans: collections.OrderedDict[str, TestPlan] = collections.OrderedDict()
@@ -62,6 +73,9 @@ def _global_reads(table: symtable.SymbolTable) -> set[str]:
 
 
 def _make_plan(test: str) -> TestPlan:
+    import ast
+    import symtable
+
     try:
         tree = ast.parse(test, "<test>")
         code = compile(tree, "<test>", "exec")
@@ -93,6 +107,8 @@ def _make_plan(test: str) -> TestPlan:
 
 
 def _literal(node: ast.AST) -> tuple[bool, object]:
+    import ast
+
     try:
         return True, ast.literal_eval(node)
     except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
@@ -103,6 +119,8 @@ def _literal_calls(tree: ast.Module, checker: str, entry: str) -> tuple[bytes, .
     """Request bodies for the calls ``checker(param)`` makes to ``param`` with literal
     arguments, in order, up to the first statement that uses ``param`` any other way (or is
     not a plain ``assert`` / expression: no loop, branch or ``try`` can reorder them)."""
+    import ast
+
     functions = [
         node for node in tree.body if isinstance(node, ast.FunctionDef) and node.name == checker
     ]
@@ -148,6 +166,9 @@ def prompt_prefix(program: str, entry: str) -> tuple[str, frozenset[str]] | None
     In a HumanEval program (prompt + completion) that text is the prompt's own: the completion
     only continues the body of ``ENTRY``. Parsing never runs any of it.
     """
+    import ast
+    import symtable
+
     try:
         tree = ast.parse(program)
     except (SyntaxError, ValueError, RecursionError, MemoryError):

@@ -11,7 +11,9 @@ from __future__ import annotations
 import atexit
 import contextlib
 import functools
+import importlib.util
 import json
+import marshal
 import os
 import resource
 import select
@@ -96,12 +98,18 @@ def _remove_retired_cgroups() -> None:
         item.close()
 
 
-@functools.lru_cache(maxsize=1)
-def _sandbox_sources() -> bytes:
-    """The first frame every harness reads: the in-sandbox modules' sources, in order."""
+@functools.lru_cache(maxsize=2)
+def _sandbox_modules(python_magic: str) -> bytes:
+    """The first frame every harness reads: the in-sandbox modules in import order, compiled
+    once here when the sandbox's Python has our bytecode format (its start-up then skips
+    compiling them), as source otherwise."""
     here = Path(__file__).parent
-    sources = [[name, (here / f"{name}.py").read_text()] for name in SANDBOX_MODULES]
-    body = json.dumps(sources).encode()
+    modules: list[tuple[str, object]] = []
+    for name in SANDBOX_MODULES:
+        source = (here / f"{name}.py").read_text()
+        same = python_magic == importlib.util.MAGIC_NUMBER.hex()
+        modules.append((name, compile(source, f"<sandbox:{name}>", "exec") if same else source))
+    body = marshal.dumps(modules)
     return FRAME_HEADER.pack(len(body)) + body
 
 
@@ -166,7 +174,7 @@ class _Session:
         self.ready = False
         self.alive = True
         self.oom_kills_before = 0  # OOM kills so far that a result already accounted for
-        self.send_bytes(_sandbox_sources())
+        self.send_bytes(_sandbox_modules(layers.python_magic))
         self.send(
             {
                 "scratch_dirs": scratch,

@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import builtins
 import collections
-import dataclasses
-import importlib
 import io
 import marshal
 import signal
@@ -43,14 +41,16 @@ class CandidateFailure(BaseException):
 # ---------------------------------------------------------------- proxies
 
 
-@dataclasses.dataclass
 class Findings:
     """What went wrong on the untrusted side during one verification."""
 
-    failure: str | None = None  # the candidate misbehaved: not passed, whatever the test did
-    lost: Child | None = None  # the child that died or stopped answering
-    unverifiable: str | None = None
-    memory: bool = False
+    __slots__ = ("failure", "lost", "memory", "unverifiable")
+
+    def __init__(self) -> None:
+        self.failure: str | None = None  # the candidate misbehaved: never a pass
+        self.lost: Child | None = None  # the child that died or stopped answering
+        self.unverifiable: str | None = None
+        self.memory = False
 
     def fail(self, message: str) -> CandidateFailure:
         self.failure = self.failure or message
@@ -175,6 +175,8 @@ class Link:
             return Remote(self, path)
         if kind == "m" and len(path) == 1 and body == path[0]:
             try:  # our own, pristine copy of the module the program imported under its name
+                import importlib
+
                 return importlib.import_module(path[0])
             except Exception:
                 pass
@@ -301,12 +303,17 @@ def _test_traceback(exc: BaseException) -> str:
     return "".join(lines + traceback.format_exception_only(type(exc), exc))
 
 
-@dataclasses.dataclass
 class Verdict:
-    status: str  # passed | failed | unverified (the caller maps lost children to signals)
-    findings: Findings
-    test_stdout: str
-    test_stderr: str
+    """How the test went: a status (passed, failed, unverified; the harness maps a lost
+    child to its signal), what went wrong, and what the test printed."""
+
+    __slots__ = ("findings", "status", "test_stderr", "test_stdout")
+
+    def __init__(self, status: str, findings: Findings, test_stdout: str, test_stderr: str):
+        self.status = status
+        self.findings = findings
+        self.test_stdout = test_stdout
+        self.test_stderr = test_stderr
 
 
 def verify(run: JobRun, program: str, test: str) -> Verdict:

@@ -11,11 +11,10 @@ receiver run its code. The sending side reduces subclasses of builtin types (``C
 from __future__ import annotations
 
 import builtins
-import decimal
-import fractions
 import json
 import os
 import struct
+import sys
 from collections import OrderedDict
 from typing import Any
 
@@ -171,9 +170,13 @@ def _encode_other(value: Any, depth: int) -> Any:
         return {"b": bytes.hex(value)}
     if isinstance(value, bytearray):
         return {"y": bytearray.hex(value)}
-    if isinstance(value, fractions.Fraction):
+    # Fraction and Decimal only if their modules are loaded (no value can be one otherwise;
+    # importing them would slow every sandbox start).
+    fractions = sys.modules.get("fractions")
+    if fractions is not None and isinstance(value, fractions.Fraction):
         return {"q": [encode(value.numerator, depth), encode(value.denominator, depth)]}
-    if isinstance(value, decimal.Decimal):
+    decimal = sys.modules.get("decimal")
+    if decimal is not None and isinstance(value, decimal.Decimal):
         return {"m": decimal.Decimal.__str__(value)}
     if isinstance(value, list):
         return [encode(item, depth + 1) for item in list.__iter__(value)]
@@ -208,7 +211,7 @@ def decode(data: Any, depth: int = 0) -> Any:
     ((tag, body),) = data.items()
     try:
         return _decode_tagged(tag, body, depth)
-    except (TypeError, ValueError, ArithmeticError, decimal.InvalidOperation) as exc:
+    except (TypeError, ValueError, ArithmeticError) as exc:  # decimal's errors included
         raise WireError(f"malformed {tag!r} value: {exc}") from None
 
 
@@ -240,8 +243,12 @@ def _decode_tagged(tag: str, body: Any, depth: int) -> Any:
         numerator, denominator = (decode(part, depth + 1) for part in body)
         if type(numerator) is not int or type(denominator) is not int:
             raise WireError("fraction parts must be ints")
+        import fractions
+
         return fractions.Fraction(numerator, denominator)
     if tag == "m" and type(body) is str and len(body) < 10_000:
+        import decimal
+
         return decimal.Decimal(body)
     raise WireError(f"unknown tag {tag!r}")
 
