@@ -101,6 +101,12 @@ def _children() -> list[int]:
 
 def kill_everything(pid_namespace: bool) -> None:
     """Kill every process the children left behind, and reap them."""
+    try:
+        os.waitpid(-1, os.WNOHANG)
+    except ChildProcessError:
+        # No child at all: as a subreaper, every live descendant would be one (or have a live
+        # ancestor that is one), so nothing is left. The usual case: skip the sweep.
+        return
     if pid_namespace:
         # Inside the sandbox's pid namespace, kill(-1) reaches every process but ours and
         # the harness (pid 1, which no signal from inside can kill); orphans are re-parented
