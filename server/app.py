@@ -25,6 +25,7 @@ from pygls.uris import to_fs_path
 
 from server.ab import arm_index, pick_arm
 from server.config import CONFIG_SECTION, ServerConfig, config_as_json, parse_config
+from server.doctest_filter import sandbox_notices
 from server.engagement import EngagementTracker
 from server.lsp_documents import use_line_feed_documents
 from server.pipeline import (
@@ -193,8 +194,9 @@ class DocompleteServer(LanguageServer):
 
     def show_new_notices(self) -> None:
         """Tell the user, once each, what the model server made the client adapt to (e.g.
-        fewer candidates than ``n``, no log-probs), naming the server flag that avoids it."""
-        for notice in self.pipeline.backend_notices():
+        fewer candidates than ``n``, no log-probs) or why the doctest filter cannot run here
+        (no bubblewrap), naming the fix."""
+        for notice in [*self.pipeline.backend_notices(), *sandbox_notices()]:
             if notice not in self.notices_shown:
                 self.notices_shown.add(notice)
                 self.window_show_message(

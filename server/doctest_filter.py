@@ -1,9 +1,13 @@
 """Doctest filter: run the docstring's ``>>>`` examples against every candidate.
 
-All candidates go to the sandbox in one run (``evalkit.doctest_runner``); outputs are compared
-outside the sandboxed process, so a candidate cannot fake a pass. An example that failed only
-because a name the prelude could not define is missing (a package the sandbox lacks) makes the
-candidate *unverifiable* rather than failed (``server.doctest_context`` says which names).
+All candidates go to the sandbox in one run (``evalkit.doctest_runner``). The expected outputs
+never enter it (docstrings are stripped, only example sources are sent) and the comparison
+happens out here, so a candidate cannot read them, patch the checker or report for another
+candidate; it can only print its own output, which passes an example exactly when ``doctest``
+would pass it (see docs/THREAT_MODEL.md).
+An example that failed only because a name the prelude could not define is missing (a package
+the sandbox lacks) makes the candidate *unverifiable* rather than failed
+(``server.doctest_context`` says which names).
 """
 
 from __future__ import annotations
@@ -65,6 +69,27 @@ def _outcome(verdict: Any, may_be_missing: Collection[str]) -> DoctestOutcome:
     )
 
 
+#: One-line messages for the user about the sandbox (e.g. bubblewrap missing), each said once.
+_notices: list[str] = []
+
+
+def sandbox_notices() -> list[str]:
+    """What the user should hear about the doctest sandbox, oldest first (shown once each)."""
+    return list(_notices)
+
+
+def _note_failure(exc: Exception) -> None:
+    from evalkit.sandbox import SandboxError
+
+    if isinstance(exc, SandboxError):
+        message = f"docomplete: the doctest filter is off: {exc}"
+    else:
+        message = f"docomplete: the doctest sandbox failed: {exc}"
+    if message not in _notices:
+        _notices.append(message)
+        logger.warning("%s", message)
+
+
 def run_examples(
     prelude: str,
     sources: Sequence[str],
@@ -93,7 +118,7 @@ def run_examples(
             extra_ro_paths=tuple(extra_paths),
         )
     except Exception as exc:  # the sandbox failing must not take completions down with it
-        logger.warning("doctest sandbox failed: %s", exc)
+        _note_failure(exc)
         return [
             DoctestOutcome(total=len(examples), status="unavailable", details=str(exc))
             for _ in sources
