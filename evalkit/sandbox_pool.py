@@ -328,7 +328,7 @@ def execute_jobs(
     extra = tuple(
         dict.fromkeys(os.path.realpath(path) for path in extra_ro_paths if os.path.isdir(path))
     )
-    pool_key = (mode, memory_mb, warm, layers, extra)
+    pool_key = (mode, memory_mb, warm, layers, extra) if extra else (mode, memory_mb, warm, layers)
 
     def retire(slot: int, reusable: bool = False) -> None:
         session = slots[slot]

@@ -84,7 +84,9 @@ async def client(lsp_client: LanguageClient, backend: ScriptedBackend):
     await lsp_client.initialize_session(
         types.InitializeParams(
             capabilities=client_capabilities("visual-studio-code"),
-            initialization_options={"backend": backend.url, "n": 2},
+            # "off": the repository's own .venv (which has httpx) must not be bound here; the
+            # venv-bound case has its own test (test_real_file_doctests.py).
+            initialization_options={"backend": backend.url, "n": 2, "sandboxSitePackages": "off"},
             root_uri=REPO.as_uri(),
         )
     )
