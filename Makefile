@@ -9,7 +9,7 @@ export TRANSFORMERS_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: setup sysdeps test lint typecheck pytest demo bench clean
+.PHONY: setup sysdeps test lint typecheck pytest demo bench vsix clean
 
 $(VENV)/.installed: pyproject.toml
 	@test -x $(PY) || python3 -m venv $(VENV)
@@ -44,6 +44,10 @@ bench: setup
 	$(BIN)/docomplete bench sampling --json runs/bench/sampling.json
 	$(BIN)/docomplete bench sandbox --json runs/bench/sandbox.json
 	$(BIN)/docomplete bench lsp --json runs/bench/lsp.json
+
+# The VS Code extension package: editors/vscode/docomplete-<version>.vsix (needs node + npm).
+vsix:
+	cd editors/vscode && npm ci --no-audit --no-fund && npm run package
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

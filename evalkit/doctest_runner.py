@@ -1,14 +1,19 @@
 """Check candidate function bodies against a docstring's ``>>>`` examples, for the LSP's filter.
 
 All candidates go through ONE sandboxed run: inside, each candidate gets its own forked
-process (and timeout) that defines the prelude and the candidate, then runs the examples the
-way ``doctest`` does and reports what each one displayed or raised. The comparison with the
-expected output happens here, in the parent, with ``doctest.OutputChecker``, so a candidate
-that exits early, prints a fake marker or patches the checker gains nothing.
+process (and timeout) that defines the prelude and the candidate, then runs the example
+*sources* the way ``doctest`` does and reports what each one displayed or raised. The
+expected outputs never enter the sandbox: every docstring is removed from the prelude and the
+candidates before they are sent, and the comparison happens here, in the parent, with
+``doctest.OutputChecker``. What holds (see docs/THREAT_MODEL.md): a candidate cannot read the
+expected outputs, reach the comparison or report for another candidate; exiting early leaves
+its remaining examples "not reached". What it reports is its own output, so a candidate that
+prints the right text for an example (say, hard-coded) passes that example, as in ``doctest``.
 """
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import doctest
 from collections.abc import Sequence
@@ -59,6 +64,46 @@ def extract_examples(docstring: str) -> list[DoctestExample]:
 def _strip_exception_details(message: str) -> str:
     """``module.Error: detail`` -> ``Error``, as doctest's IGNORE_EXCEPTION_DETAIL compares."""
     stripped: str = getattr(doctest, "_strip_exception_details", lambda m: m)(message)
+    return stripped
+
+
+def strip_docstrings(source: str) -> str:
+    """``source`` with every docstring (module, class, function) replaced by ``None``, line
+    numbers unchanged, so code run from it cannot read the examples' expected outputs."""
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return source  # it cannot run either: the child reports the syntax error
+    spans = []
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Module, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            first = node.body[0] if node.body else None
+            if (
+                isinstance(first, ast.Expr)
+                and isinstance(first.value, ast.Constant)
+                and isinstance(first.value.value, str)
+            ):
+                spans.append(first.value)
+    if not spans:
+        return source
+    lines = source.encode("utf-8").splitlines(keepends=True)
+    starts = [0]
+    for line in lines:
+        starts.append(starts[-1] + len(line))
+    data = bytearray(source.encode("utf-8"))
+    for span in sorted(spans, key=lambda s: (s.lineno, s.col_offset), reverse=True):
+        assert span.end_lineno is not None and span.end_col_offset is not None
+        begin = starts[span.lineno - 1] + span.col_offset
+        end = starts[span.end_lineno - 1] + span.end_col_offset
+        breaks = span.end_lineno - span.lineno
+        data[begin:end] = b"(None" + b"\n" * breaks + b")" if breaks else b"None"
+    stripped = data.decode("utf-8")
+    try:
+        ast.parse(stripped)
+    except (SyntaxError, ValueError):  # an unusual layout: rebuild the source without them
+        for span in spans:
+            span.value = None
+        return ast.unparse(tree)
     return stripped
 
 
@@ -149,21 +194,29 @@ def run_doctests(
     memory_mb: int = DEFAULT_MEMORY_MB,
     option_flags: int = 0,
     isolation: sandbox.Isolation = "auto",
+    extra_ro_paths: Sequence[str] = (),
 ) -> list[DoctestVerdict]:
     """One verdict per candidate (same order); ``timeout_s`` is per candidate.
 
     ``prelude`` is the module context (imports, constants, helpers); each candidate is a
     complete function definition. ``option_flags`` are doctest flags applied to every
-    example (default: none, like ``doctest``).
+    example (default: none, like ``doctest``). ``extra_ro_paths`` are directories the sandbox
+    may read (a project's site-packages; the prelude puts them on ``sys.path``).
     """
     if not candidates:
         return []
     parsed = [_to_doctest_example(example) for example in examples]
     job = sandbox._base_job("doctest", timeout_s, memory_mb, OUTPUT_LIMIT_BYTES)
-    job.update(prelude=prelude, candidates=list(candidates), examples=[e.source for e in parsed])
+    job.update(
+        prelude=strip_docstrings(prelude),
+        candidates=[strip_docstrings(candidate) for candidate in candidates],
+        examples=[e.source for e in parsed],
+    )
     # An editor is waiting: a candidate starved by machine load gets only a little extra time.
     job["starvation_cap"] = STARVATION_CAP
-    raw = sandbox.execute_jobs([job], workers=1, memory_mb=memory_mb, isolation=isolation)[0]
+    raw = sandbox.execute_jobs(
+        [job], workers=1, memory_mb=memory_mb, isolation=isolation, extra_ro_paths=extra_ro_paths
+    )[0]
     if "candidates" in raw:
         return [_judge(parsed, result, option_flags) for result in raw["candidates"]]
     if len(candidates) == 1:
@@ -171,7 +224,9 @@ def run_doctests(
     # The whole sandbox was lost (only possible with weak isolation, e.g. a candidate killed
     # the harness): check each candidate on its own so only the culprit pays for it.
     singles = [{**job, "candidates": [candidate]} for candidate in candidates]
-    raws = sandbox.execute_jobs(singles, workers=1, memory_mb=memory_mb, isolation=isolation)
+    raws = sandbox.execute_jobs(
+        singles, workers=1, memory_mb=memory_mb, isolation=isolation, extra_ro_paths=extra_ro_paths
+    )
     return [
         _judge(parsed, one["candidates"][0], option_flags)
         if "candidates" in one

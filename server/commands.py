@@ -87,7 +87,7 @@ def run_lsp(args: argparse.Namespace) -> int:
         )
         root.addHandler(file_handler)
         log_dir = log_file.parent
-    from server.pipeline import RequestIdFilter
+    from server.request_log import RequestIdFilter
 
     for handler in root.handlers:
         handler.addFilter(RequestIdFilter())

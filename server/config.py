@@ -33,6 +33,9 @@ class ServerConfig:
     max_tokens: int = 128
     doctest_filter: bool = True
     doctest_timeout: float = 3.0
+    show_failing: str = "picker"
+    sandbox_site_packages: str = "auto"
+    fim_template: str = "auto"
     request_timeout: float = 20.0
     context_tokens: int = 768
     ab_arms: tuple[dict[str, Any], ...] = ()
@@ -107,6 +110,39 @@ def _as_optional_path(value: Any) -> str | None:
     if not isinstance(value, str):
         raise ValueError("expected a path (string)")
     return value
+
+
+def _as_choice(*choices: str):
+    def convert(value: Any) -> str:
+        if not isinstance(value, str) or value.lower() not in choices:
+            raise ValueError(f"expected one of {', '.join(choices)}")
+        return value.lower()
+
+    return convert
+
+
+def _as_site_packages(value: Any) -> str:
+    """``auto`` (the workspace's .venv/venv or $VIRTUAL_ENV), ``off``, or a directory."""
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError('expected "auto", "off" or the path of a site-packages directory')
+    value = value.strip()
+    return value.lower() if value.lower() in ("auto", "off") else value
+
+
+def _as_fim_template(value: Any) -> str:
+    """``auto``, ``none``, a family name (model/fim.py) or a string with {prefix} and {suffix}."""
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError('expected "auto", "none", a model family or a template string')
+    if "{prefix}" in value or "{suffix}" in value:
+        if "{prefix}" not in value or "{suffix}" not in value:
+            raise ValueError("a custom template needs both {prefix} and {suffix}")
+        return value
+    from model.fim import fim_setting_names
+
+    names = fim_setting_names()
+    if value.strip().lower() not in names:
+        raise ValueError(f"expected one of {', '.join(names)} or a string with {{prefix}}")
+    return value.strip().lower()
 
 
 def _as_log_level(value: Any) -> str:
@@ -206,6 +242,9 @@ _CONVERTERS = {
     "max_tokens": _as_int(1, 2048),
     "doctest_filter": _as_bool,
     "doctest_timeout": _as_float(0.0, 60.0, low_open=True),
+    "show_failing": _as_choice("picker", "never", "always"),
+    "sandbox_site_packages": _as_site_packages,
+    "fim_template": _as_fim_template,
     "request_timeout": _as_float(0.0, 600.0, low_open=True),
     "context_tokens": _as_int(0, 16384),
     "ab_arms": _as_arms,

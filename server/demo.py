@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import ast
 import asyncio
+import re
 import textwrap
 import time
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 DEMO_FILE = REPO / "examples" / "demo.py"
+REALISTIC_FILE = REPO / "examples" / "realistic_module.py"
 
 
 @dataclass(frozen=True)
@@ -49,6 +51,44 @@ def function_slots(source: str) -> list[FunctionSlot]:
         signature = lines[node.lineno - 1].strip().removeprefix("def ").rstrip(":")
         slots.append(FunctionSlot(node.name, signature, first.end_lineno - 1, first.end_col_offset))
     return slots
+
+
+_CURSOR_RE = re.compile(r"[ \t]*# CURSOR: (?P<label>.*)$")
+_AFTER_RE = re.compile(r'after "(?P<text>[^"]+)"')
+
+
+@dataclass(frozen=True)
+class MarkedCursor:
+    """An editor state from a ``# CURSOR: label`` comment: the document with that comment
+    removed and the cursor where it was (after ``"text"`` on its line when the label says
+    ``mid-line, after "text"``)."""
+
+    label: str
+    text: str
+    line: int
+    character: int
+
+
+def marked_cursors(source: str) -> list[MarkedCursor]:
+    """Every ``# CURSOR`` comment of ``source`` as an editor state (0-based positions)."""
+    lines = source.split("\n")
+    found: list[MarkedCursor] = []
+    for index, line in enumerate(lines):
+        match = _CURSOR_RE.search(line)
+        if match is None:
+            continue
+        code = line[: match.start()]
+        after = _AFTER_RE.search(match.group("label"))
+        if code.strip() and after is not None and after.group("text") in code:
+            character = code.index(after.group("text")) + len(after.group("text"))
+        elif code.strip():
+            character = len(code)
+        else:
+            code = line[: len(line) - len(line.lstrip())]  # the comment's indentation stays
+            character = len(code)
+        text = "\n".join([*lines[:index], code, *lines[index + 1 :]])
+        found.append(MarkedCursor(match.group("label").strip(), text, index, character))
+    return found
 
 
 def _relative(path: Path) -> str:
@@ -106,7 +146,8 @@ def _print_candidates(
 
 CONNECT = """
 Connect an editor (settings reference: docs/LSP.md):
-  VS Code  install editors/vscode/docomplete-0.1.0.vsix (Extensions → … → Install from VSIX);
+  VS Code  `make vsix`, then install editors/vscode/docomplete-0.1.0.vsix (Extensions → … →
+           Install from VSIX);
            it runs `python -m server.cli lsp` with your selected interpreter.
   Neovim   add editors/nvim to 'runtimepath' and call require("docomplete").setup(), or plainly:
            vim.lsp.start({ name = "docomplete", cmd = { "docomplete", "lsp" },
@@ -128,6 +169,8 @@ async def _drive(path: Path, settings: dict[str, Any]) -> int:
 
         raise CommandError(f"{path} does not parse ({exc.msg}, line {exc.lineno})") from exc
     uri = path.resolve().as_uri()
+    if cursors := marked_cursors(source):
+        return await _drive_cursors(path, uri, cursors, settings)
     print(
         f"docomplete demo: {len(slots)} functions in {_relative(path)}, backend {settings['backend']}"
     )
@@ -151,6 +194,54 @@ async def _drive(path: Path, settings: dict[str, Any]) -> int:
     print(
         f"\n{passing}/{len(slots)} functions: the top candidate passes all of its docstring examples."
     )
+    print(CONNECT)
+    return 0
+
+
+def _print_cursor_answer(cursor: MarkedCursor, answer: dict[str, Any], elapsed_ms: float) -> None:
+    candidates = answer.get("candidates") or []
+    where = f"{answer.get('function') or '-'}() line {cursor.line + 1}:{cursor.character + 1}"
+    print(f"\n── {cursor.label}: {where}   ({len(candidates)} candidates, {elapsed_ms:.0f} ms)")
+    if not answer.get("function"):
+        print("   no body wanted here")
+    elif not candidates:
+        print("   no candidate survived (none compiled)")
+    for candidate in candidates:
+        ghost = "ghost" if candidate.get("ghostText") else "picker"
+        label = candidate.get("verdictLabel") or candidate["doctest"]["status"]
+        mean = candidate.get("meanLogprob")
+        score = f"mean log-prob {mean:.3f}" if isinstance(mean, float) else "no log-probs"
+        print(f"  #{candidate['rank']}  {label:<16} {ghost:<6} {score}")
+        details = candidate["doctest"].get("details") or ""
+        if candidate.get("verdict") in ("failed", "unverifiable") and details:
+            print(f"       ({details[:100]})")
+        for line in candidate["insertText"].strip("\n").splitlines() or [""]:
+            print(f"       {line}")
+
+
+async def _drive_cursors(
+    path: Path, uri: str, cursors: list[MarkedCursor], settings: dict[str, Any]
+) -> int:
+    """One request per ``# CURSOR`` comment of the file, as an editor user would make them."""
+    from server.lsp_session import LspSession
+
+    print(
+        f"docomplete demo: {len(cursors)} cursors in {_relative(path)}, "
+        f"backend {settings['backend']}"
+    )
+    print("starting `docomplete lsp` over stdio …")
+    root = Path.cwd().as_uri()
+    settings = {"requestTimeout": 120, **settings}  # one slow answer on a busy CPU is no error
+    async with LspSession(settings, cwd=REPO, root_uri=root) as session:
+        for cursor in cursors:
+            session.open(uri, cursor.text)
+            started = time.perf_counter()
+            try:
+                answer = await session.candidates(uri, cursor.line, cursor.character)
+            except Exception as exc:  # the server's error names the fix; show it and stop
+                print(f"\nerror from the server: {getattr(exc, 'message', str(exc))}")
+                return 1
+            _print_cursor_answer(cursor, answer, (time.perf_counter() - started) * 1000)
     print(CONNECT)
     return 0
 

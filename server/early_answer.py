@@ -21,16 +21,19 @@ from evalkit.candidate_policy import mean_logprob_of
 from model.protocol import Candidate
 from model.streaming import DecodeBudget
 from server.context import CompletionSite
-from server.postprocess import CleanCandidate, clean_candidate, normalised_key
+from server.postprocess import CleanCandidate, normalised_key
 from server.ranking import DoctestOutcome, RankedCandidate, preference, rank_candidates
+from server.verdicts import describe, order_by_verdict
 
 #: How the embedded engine cuts a sample far longer than its finished siblings.
 DECODE_BUDGET = DecodeBudget()
 #: After ``requestTimeout`` the unfinished samples are truncated; this long is waited for them.
 TRUNCATE_GRACE_S = 1.0
 
-#: Runs the docstring's examples against function sources (one outcome per source, in order).
-DoctestRunner = Callable[[list[str]], Awaitable[list[DoctestOutcome]]]
+#: Post-processes one raw candidate for the site (None: nothing worth showing is left).
+Prepare = Callable[[Candidate], "CleanCandidate | None"]
+#: Runs the docstring's examples against candidates (one outcome per candidate, in order).
+DoctestRunner = Callable[[list[CleanCandidate]], Awaitable[list[DoctestOutcome]]]
 
 
 def _likelier(candidate: Candidate, than: Candidate) -> bool:
@@ -54,14 +57,14 @@ class StreamedCompletion:
         stream: Any,
         site: CompletionSite,
         *,
-        check_syntax: bool,
+        prepare: Prepare,
         run_doctests: DoctestRunner,
         started: float,
         log: logging.LoggerAdapter,
     ) -> None:
         self.stream = stream
         self.site = site
-        self.check_syntax = check_syntax
+        self.prepare = prepare
         self.run_doctests = run_doctests
         self.started = started
         self.log = log
@@ -106,7 +109,7 @@ class StreamedCompletion:
         fresh: dict[str, CleanCandidate] = {}
         for _index, candidate in arrived:
             self.raw.append(candidate)
-            clean = clean_candidate(self.site, candidate, check_syntax=self.check_syntax)
+            clean = self.prepare(candidate)
             if clean is None:
                 continue
             key = normalised_key(clean.source, clean.continuation)
@@ -120,7 +123,7 @@ class StreamedCompletion:
         if not fresh:
             return
         checking = time.perf_counter()
-        outcomes = await self.run_doctests([clean.source for clean in fresh.values()])
+        outcomes = await self.run_doctests(list(fresh.values()))
         self.doctest_ms += (time.perf_counter() - checking) * 1000
         for (key, clean), outcome in zip(fresh.items(), outcomes, strict=True):
             self._by_key[key] = len(self.clean)
@@ -129,7 +132,7 @@ class StreamedCompletion:
 
     # -- what the pipeline reads ---------------------------------------------------------------
     def ranked(self) -> list[RankedCandidate]:
-        return rank_candidates(self.clean, self.outcomes)
+        return order_by_verdict(rank_candidates(self.clean, self.outcomes))
 
     @property
     def decode_steps(self) -> int:
@@ -152,7 +155,7 @@ def log_answer(
         "%d sampled, %d kept, best %s; answered (%s) %s",
         sampled,
         len(ranked),
-        ranked[0].verdict_text() if ranked else "-",
+        describe(ranked[0]) if ranked else "-",
         answered,
         ", ".join(f"{k} {v:.0f} ms" for k, v in timings.items()),
     )

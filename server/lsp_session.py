@@ -37,8 +37,10 @@ class LspSession:
         *,
         server_command: Sequence[str] | None = None,
         cwd: Path | None = None,
+        root_uri: str | None = None,
     ) -> None:
         self.settings = dict(settings)
+        self.root_uri = root_uri
         self.server_command = list(server_command or [sys.executable, "-m", "server", "lsp"])
         self.cwd = cwd
         self.client = LanguageClient("docomplete-driver", "0.1.0")
@@ -67,6 +69,7 @@ class LspSession:
                 capabilities=types.ClientCapabilities(),
                 initialization_options=self.settings,
                 process_id=None,
+                root_uri=self.root_uri,
             )
         )
         self.initialized_at = time.perf_counter()  # the initialize answer arrived

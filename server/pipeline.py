@@ -12,18 +12,19 @@ the cache (the picker waits for them; the next request for the document drops th
 from __future__ import annotations
 
 import asyncio
-import contextvars
-import itertools
+import dataclasses
 import logging
 import time
 from collections.abc import Callable, Hashable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
+from model.fim import FimTemplate
 from model.protocol import (
     Backend,
     BackendError,
     BackendUnavailable,
+    Candidate,
     SamplingParams,
     estimate_tokens,
 )
@@ -32,7 +33,7 @@ from server.ab import sampling_params
 from server.backend_health import BackendFailure, BackendHealth
 from server.cache import CompletionCache
 from server.config import ServerConfig
-from server.context import CompletionSite, find_completion_site
+from server.context import CompletionSite, StubReader, find_completion_site
 from server.doctest_filter import extract_examples, run_examples
 from server.early_answer import (
     DECODE_BUDGET,
@@ -41,43 +42,15 @@ from server.early_answer import (
     await_answer,
     log_answer,
 )
-from server.postprocess import clean_candidates, syntax_checkable
+from server.fim_prompt import FimLookupError, build_site_fim_prompt, resolve_fim_template
+from server.postprocess import CleanCandidate, clean_candidate, clean_candidates, syntax_checkable
 from server.ranking import DoctestOutcome, RankedCandidate, rank_candidates
+from server.real_file_doctests import find_site_packages, run_site_doctests
+from server.request_log import RequestLog
+from server.suffix import fit_candidates
+from server.verdicts import order_by_verdict
 
 logger = logging.getLogger("server.pipeline")
-
-_request_numbers = itertools.count(1)
-
-#: The request being served in this task; lets library log lines (httpx, engine) carry its id.
-current_request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar(
-    "docomplete_request_id", default=None
-)
-
-
-def new_request_id() -> str:
-    return f"r{next(_request_numbers):05d}"
-
-
-class RequestIdFilter(logging.Filter):
-    """Handler filter: prefixes other libraries' records with the current request id."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        request_id = current_request_id.get()
-        if (
-            request_id
-            and not record.name.startswith("server")
-            and not getattr(record, "_docomplete_tagged", False)
-        ):
-            record.msg = f"[{request_id}] {record.msg}"
-            record._docomplete_tagged = True
-        return True
-
-
-class RequestLog(logging.LoggerAdapter):
-    """Prefixes every message with the request id."""
-
-    def process(self, msg: Any, kwargs: Any) -> tuple[Any, Any]:
-        return f"[{self.extra['request_id'] if self.extra else '-'}] {msg}", kwargs
 
 
 @dataclass
@@ -109,10 +82,11 @@ class _Answer:
 
 BackendFactory = Callable[[tuple[str, ...], str | None, str | None], Backend]
 
+
 #: torch threads of the embedded engine: measured while decoding (``model.engine.threads``).
 #: A thread per core is fastest on an idle machine, but when the cores are shared (an editor,
 #: a build, the doctest sandbox) OpenMP threads waiting on each other made decode steps ~10x
-#: slower than one thread (2 cores under load: 250-560 ms per step against 40-45 ms).
+#: slower than one thread (2 cores under load: 126-474 ms per step against 22-44 ms).
 ENGINE_THREADS = "auto"
 
 
@@ -153,6 +127,8 @@ class CompletionPipeline:
         self.cache = cache or CompletionCache()
         self.health = health or BackendHealth()
         self._pending: dict[Hashable, _SharedWork] = {}
+        self.workspace_root: str | None = None  # the editor's workspace (virtualenv lookup)
+        self._fim_templates: dict[tuple[str, tuple[str, ...], str | None], FimTemplate | None] = {}
         self._background = BackgroundSamples()
         # One doctest run at a time: they then reuse the one warm sandbox.
         self._doctest_lock = asyncio.Lock()
@@ -227,7 +203,13 @@ class CompletionPipeline:
         return backend.count_tokens if backend is not None else estimate_tokens
 
     def find_site(
-        self, config: ServerConfig, source: str, line: int, character: int
+        self,
+        config: ServerConfig,
+        source: str,
+        line: int,
+        character: int,
+        *,
+        workspace_stubs: StubReader | None = None,
     ) -> CompletionSite | None:
         return find_completion_site(
             source,
@@ -235,6 +217,7 @@ class CompletionPipeline:
             character,
             context_tokens=config.context_tokens,
             count_tokens=self.count_tokens(),
+            workspace_stubs=workspace_stubs,
         )
 
     async def complete(
@@ -252,9 +235,18 @@ class CompletionPipeline:
         instead of taking the early answer's list."""
         log = RequestLog(logger, {"request_id": request_id})
         started = time.perf_counter()
-        params = replace(sampling_params(config, arm), scope_indent=len(site.def_indent))
+        params = dataclasses.replace(
+            sampling_params(config, arm), scope_indent=len(site.def_indent)
+        )
         arm_name = str(arm["name"]) if arm else None
-        settings = (params, config.doctest_filter, config.doctest_timeout, config.backend)
+        settings = (
+            params,
+            config.doctest_filter,
+            config.doctest_timeout,
+            config.backend,
+            config.fim_template,
+            config.sandbox_site_packages,
+        )
         suffix_key = tuple(line.strip() for line in site.suffix.split("\n") if line.strip())
         key: Hashable = (site.prompt, suffix_key, settings)
         log.debug(
@@ -325,8 +317,6 @@ class CompletionPipeline:
     def _time_left(config: ServerConfig, started: float) -> float:
         return config.request_timeout - (time.perf_counter() - started)
 
-    # -- computing an answer -------------------------------------------------------------------
-
     async def _compute(
         self,
         site: CompletionSite,
@@ -339,17 +329,19 @@ class CompletionPipeline:
         arm_name: str | None,
     ) -> _Answer:
         backend = await self._ready_backend(config, log)
+        prompt, params = await self._model_prompt(site, config, params)
         if isinstance(backend, StreamingBackend):
             return await self._compute_streaming(
-                backend, site, config, params, affinity, log, started, key, arm_name
+                backend, prompt, site, config, params, affinity, log, started, key, arm_name
             )
-        raw = await self._sample(backend, site, config, params, affinity, log)
+        raw = await self._sample(backend, prompt, config, params, affinity, log)
         sampled = time.perf_counter()
-        clean = clean_candidates(site, raw, check_syntax=syntax_checkable(site))
+        fitted = fit_candidates(site, raw)  # against the code after the cursor
+        clean = clean_candidates(site, fitted, check_syntax=syntax_checkable(site))
         cleaned = time.perf_counter()
-        outcomes = await self._doctests(site, config, [c.source for c in clean], log)
+        outcomes = await self._doctests(site, config, clean, log)
         checked = time.perf_counter()
-        ranked = rank_candidates(clean, outcomes)
+        ranked = order_by_verdict(rank_candidates(clean, outcomes))
         timings = {
             "sample": (sampled - started) * 1000,
             "postprocess": (cleaned - sampled) * 1000,
@@ -366,6 +358,7 @@ class CompletionPipeline:
     async def _compute_streaming(
         self,
         backend: StreamingBackend,
+        prompt: str,
         site: CompletionSite,
         config: ServerConfig,
         params: SamplingParams,
@@ -376,15 +369,19 @@ class CompletionPipeline:
         arm_name: str | None,
     ) -> _Answer:
         """Answer from the samples that finished, as soon as one passes its doctests."""
-        stream = backend.stream(site.prompt, params, budget=DECODE_BUDGET)
+        check_syntax = syntax_checkable(site)
 
-        async def doctests(sources: list[str]) -> list[DoctestOutcome]:
-            return await self._doctests(site, config, sources, log)
+        def prepare(candidate: Candidate) -> CleanCandidate | None:
+            [fitted] = fit_candidates(site, [candidate])
+            return clean_candidate(site, fitted, check_syntax=check_syntax)
+
+        async def doctests(clean: list[CleanCandidate]) -> list[DoctestOutcome]:
+            return await self._doctests(site, config, clean, log)
 
         streamed = StreamedCompletion(
-            stream,
+            backend.stream(prompt, params, budget=DECODE_BUDGET),
             site,
-            check_syntax=syntax_checkable(site),
+            prepare=prepare,
             run_doctests=doctests,
             started=started,
             log=log,
@@ -433,15 +430,15 @@ class CompletionPipeline:
     async def _sample(
         self,
         backend: Backend,
-        site: CompletionSite,
+        prompt: str,
         config: ServerConfig,
         params: SamplingParams,
         affinity: str | None,
         log: RequestLog,
-    ) -> list:
+    ) -> list[Candidate]:
         try:
             results = await asyncio.wait_for(
-                backend.complete([site.prompt], params, affinity=affinity),
+                backend.complete([prompt], params, affinity=affinity),
                 timeout=config.request_timeout,
             )
         except TimeoutError:
@@ -457,29 +454,46 @@ class CompletionPipeline:
             log.info("backend reachable again")
         return list(results[0]) if results else []
 
+    async def _model_prompt(
+        self, site: CompletionSite, config: ServerConfig, params: SamplingParams
+    ) -> tuple[str, SamplingParams]:
+        """The prompt sent to the model: fill-in-the-middle when the model takes it."""
+        key = (config.fim_template, config.backend, config.model_path)
+        if key not in self._fim_templates:
+            try:
+                self._fim_templates[key] = await asyncio.to_thread(resolve_fim_template, *key)
+            except FimLookupError as exc:  # asked again next time; left to right meanwhile
+                logger.info("fimTemplate auto: %s", exc)
+        template = self._fim_templates.get(key)
+        if template is None:
+            return site.prompt, params
+        prompt = build_site_fim_prompt(site, template, config.context_tokens, self.count_tokens())
+        stops = tuple(dict.fromkeys([*params.stop, *template.stop_sequences]))
+        return prompt, dataclasses.replace(params, stop=stops)
+
     async def _doctests(
         self,
         site: CompletionSite,
         config: ServerConfig,
-        sources: list[str],
-        log: RequestLog,
+        clean: list[CleanCandidate],
+        log: logging.LoggerAdapter,
     ) -> list[DoctestOutcome]:
-        if not sources:
+        if not clean:
             return []
         if not config.doctest_filter:
-            return [DoctestOutcome(status="disabled") for _ in sources]
+            return [DoctestOutcome(status="disabled") for _ in clean]
         examples = extract_examples(site.docstring)
         if not examples:
-            return [DoctestOutcome(status="no-examples") for _ in sources]
-        if site.is_method:
-            return [DoctestOutcome(total=len(examples), status="skipped") for _ in sources]
-        log.debug("running %d examples against %d candidates", len(examples), len(sources))
-        # The sandbox run blocks; a worker thread keeps other requests (and cancels) flowing.
+            return [DoctestOutcome(status="no-examples") for _ in clean]
+        log.debug("running %d examples against %d candidates", len(examples), len(clean))
+        # Building the plan parses the document and the sandbox run blocks: a worker thread
+        # keeps other requests (and cancels) flowing. One run at a time reuses the warm sandbox.
         async with self._doctest_lock:
             return await asyncio.to_thread(
-                run_examples,
-                site.module_context,
-                sources,
+                run_site_doctests,
+                site,
+                clean,
                 examples,
                 timeout_s=config.doctest_timeout,
+                site_packages=find_site_packages(config.sandbox_site_packages, self.workspace_root),
             )

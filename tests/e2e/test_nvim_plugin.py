@@ -89,7 +89,8 @@ local ok, err = xpcall(function()
   local docomplete = require("docomplete")
   docomplete.setup({
     cmd = cfg.cmd,
-    settings = { backend = cfg.backend, n = 4, doctestFilter = true, logLevel = "debug" },
+    -- showFailing "always": cycling may reach the candidate that fails its examples.
+    settings = { backend = cfg.backend, n = 4, doctestFilter = true, logLevel = "debug", showFailing = "always" },
     debounce_ms = 30,
   })
   vim.cmd.edit(vim.fn.fnameescape(cfg.file))

@@ -127,7 +127,8 @@ def run_neovim(
 
 def test_neovim_gets_the_doctest_passing_candidate(tmp_path: Path):
     with ScriptedBackend([Reply([FAILS, PASSES], [-0.05, -1.2])]) as backend:
-        report = run_neovim(tmp_path, {"backend": backend.url, "n": 2})
+        # Failing candidates offered too (after the passing one): the second item is one.
+        report = run_neovim(tmp_path, {"backend": backend.url, "n": 2, "showFailing": "always"})
         assert len(backend.requests) == 1
     assert report.get("err") is None
     items = report["result"]["items"]
@@ -144,7 +145,8 @@ def test_neovim_with_the_embedded_model_gets_compiling_bodies(tmp_path: Path):
 
     if not default_model_path().exists():
         pytest.skip(f"bundled model not found at {default_model_path()}")
-    report = run_neovim(tmp_path, {"backend": "embedded", "n": 4}, timeout_ms=180000)
+    settings = {"backend": "embedded", "n": 4, "showFailing": "always"}  # any verdict will do
+    report = run_neovim(tmp_path, settings, timeout_ms=180000)
     assert report.get("err") is None, report.get("err")
     items = report["result"]["items"]
     assert items, "the model produced no usable candidate"

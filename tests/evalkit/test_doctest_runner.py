@@ -11,7 +11,7 @@ import doctest
 
 import pytest
 
-from evalkit import sandbox
+from evalkit import sandbox, sandbox_pool
 from evalkit.doctest_runner import (
     DoctestExample,
     DoctestVerdict,
@@ -190,7 +190,7 @@ def test_prewarmed_sandbox_serves_the_next_call(monkeypatch: pytest.MonkeyPatch)
     def no_cold_start(*args: object, **kwargs: object) -> None:
         raise AssertionError("a new sandbox was started although a warm one was idle")
 
-    monkeypatch.setattr(sandbox, "_Session", no_cold_start)
+    monkeypatch.setattr(sandbox_pool, "_Session", no_cold_start)
     (verdict,) = run_doctests("", ["def f():\n    return 1\n"], [DoctestExample("f()\n", "1\n")])
     assert verdict.status == "passed"
 
@@ -206,3 +206,26 @@ def test_a_candidate_that_kills_the_harness_costs_only_its_own_verdict(
         "", [honest, killer, honest], [DoctestExample("f()\n", "1\n")], isolation="fallback"
     )
     assert [v.status for v in verdicts] == ["passed", "crashed", "passed"]
+
+
+def test_docstrings_are_stripped_keeping_line_numbers() -> None:
+    from evalkit.doctest_runner import strip_docstrings
+
+    source = (
+        '"""Module.\n\n>>> f()\n1\n"""\n'
+        "class C:\n    '''Class doc.'''\n    x = 1\n"
+        "def f():\n"
+        '    """First line.\n\n    >>> f()\n    1\n    """; y = 2\n'
+        "    return 1\n"
+        "def g():\n    'only a docstring'\n"
+    )
+    stripped = strip_docstrings(source)
+    assert ">>>" not in stripped and "doc" not in stripped.lower()
+    assert stripped.count("\n") == source.count("\n")
+    namespace: dict[str, object] = {}
+    exec(compile(stripped, "<s>", "exec"), namespace)
+    f, g, c = namespace["f"], namespace["g"], namespace["C"]
+    assert f() == 1 and g() is None  # type: ignore[operator]
+    assert f.__doc__ is None and c.__doc__ is None  # type: ignore[attr-defined]
+    assert f.__code__.co_firstlineno == 9  # type: ignore[attr-defined]
+    assert strip_docstrings("def broken(:\n    '''kept'''\n") == "def broken(:\n    '''kept'''\n"

@@ -129,6 +129,7 @@ def test_summary_from_samples_and_verdicts() -> None:
         "memory": 0,
         "crashed": 0,
         "output_limit": 0,
+        "unverified": 0,
     }
     assert summary["n"] == 10 and summary["temperature"] == 0.8
     assert [row["correct"] for row in summary["per_problem"]] == [3, 0]

@@ -1,8 +1,9 @@
 """The sandbox API as evalkit and the CLI use it: statuses, batches, isolation between samples.
 
 Everything runs the real sandbox (bubblewrap when available, else the fallback). The only
-fake is in ``test_missing_bubblewrap_warns_once``: layer detection reports bubblewrap as
-missing, because uninstalling it from the test machine is not an option.
+fake is in ``test_without_bubblewrap_auto_refuses_and_the_explicit_fallback_warns_once``:
+layer detection reports bubblewrap as missing, because uninstalling it from the test machine
+is not an option (``test_sandbox_fallback.py`` does the same for real, as another user).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from evalkit import sandbox
+from evalkit import sandbox, sandbox_layers
 from evalkit.sandbox_commands import load_humaneval, run_baseline
 
 
@@ -193,22 +194,32 @@ def test_baseline_really_executes_human_eval_programs() -> None:
     assert verdicts == [True, True, False, False]
 
 
-def test_missing_bubblewrap_warns_once(
+def test_without_bubblewrap_auto_refuses_and_the_explicit_fallback_warns_once(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     layers = dataclasses.replace(
-        sandbox.detect_layers(), bwrap=None, bwrap_error="bwrap not installed"
+        sandbox.detect_layers(), bwrap=None, bwrap_error="bubblewrap (bwrap) is not installed"
     )
     monkeypatch.setattr(sandbox, "detect_layers", lambda: layers)
-    sandbox._warn_fallback_once.cache_clear()
+    monkeypatch.delenv(sandbox_layers.ISOLATION_ENV, raising=False)
+    with pytest.raises(sandbox.SandboxUnavailable) as refused:
+        sandbox.run("print(1)")
+    message = str(refused.value)
+    assert "\n" not in message and "not installed" in message
+    for fix in ("apt-get install bubblewrap", "user namespaces", "--isolation unsafe-fallback"):
+        assert fix in message
+    with pytest.raises(sandbox.SandboxUnavailable, match="bubblewrap"):
+        sandbox.run("pass", isolation="bwrap")
+
+    sandbox_layers._warn_fallback_once.cache_clear()
     with caplog.at_level(logging.WARNING, logger="evalkit.sandbox"):
-        first = sandbox.run("print(1)")
-        second = sandbox.run("print(2)")
+        first = sandbox.run("print(1)", isolation="unsafe-fallback")
+        second = sandbox.run("print(2)", isolation="unsafe-fallback")
     assert first.passed and second.passed
     warnings = [r for r in caplog.records if "WEAKER isolation" in r.getMessage()]
     assert len(warnings) == 1
-    with pytest.raises(sandbox.SandboxError, match="bubblewrap"):
-        sandbox.run("pass", isolation="bwrap")
+    monkeypatch.setenv(sandbox_layers.ISOLATION_ENV, "unsafe-fallback")  # the setting
+    assert sandbox.run("print(3)").passed
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from evalkit import sandbox
+from evalkit import sandbox, sandbox_pool
 
 ATTACKS = Path(__file__).with_name("attacks")
 CANARY = ("value = 6 * 7\n", "assert value == 42\n")
@@ -52,6 +52,10 @@ EXPECTED: dict[str, tuple[str, float, set[str] | None]] = {
     "forge_result_channel.py": (DEFAULT_TEST, 10.0, {"failed"}),
     "freeze_parent.py": (DEFAULT_TEST, 2.0, {"failed", "timeout"}),
     "always_equal.py": (ADD_TEST, 10.0, {"failed"}),
+    "patch_main_comparators.py": (ADD_TEST, 10.0, {"failed"}),
+    "forge_nonce_from_frames.py": (ADD_TEST, 10.0, {"failed"}),
+    "forge_everything.py": (ADD_TEST, 10.0, {"failed"}),
+    "forge_then_serve_wrong.py": (ADD_TEST, 10.0, {"failed"}),
 }
 # Without Landlock (and without namespaces) the fallback cannot stop these: documented.
 NEEDS_LANDLOCK_IN_FALLBACK = {"tcp_connect.py", "escape_write.py", "kill_other.py"}
@@ -175,7 +179,7 @@ def test_attack_is_contained(
     if attack == "kill_other.py" and not IS_ROOT:
         pytest.skip("needs root to start a victim under the sandbox uid")
     # A frozen harness is caught by the runner's own watchdog; keep its grace short here.
-    monkeypatch.setattr(sandbox, "WATCHDOG_GRACE_S", 2.0)
+    monkeypatch.setattr(sandbox_pool, "WATCHDOG_GRACE_S", 2.0)
     isolation = "bwrap" if mode == "bwrap" else "fallback"
     program = (ATTACKS / attack).read_text()
     for placeholder, value in targets.substitutions().items():

@@ -73,6 +73,9 @@ def test_bench_lsp_writes_its_figures(tmp_path: Path):
     assert {"p50_ms", "p95_ms", "cached_ms"} <= set(figures)
     assert figures["answered_with_items"] == 4
     assert "p50_ms" in result.stdout
+    # The realistic module's cursors are timed apart.
+    assert figures["real_file_requests"] == 9 and figures["real_file_p50_ms"] > 0
+    assert "real_file_p95_ms" in result.stdout
 
 
 def test_bad_tcp_address_is_one_clear_error():

@@ -7,6 +7,7 @@ import {
     candidatesParams,
     describeCandidate,
     parseCandidatesResult,
+    prefixed,
     RankedCandidate,
 } from './protocol';
 import { ServerSession } from './session';
@@ -48,7 +49,7 @@ export async function showCandidatesPicker(session: ServerSession): Promise<void
         );
     } catch (error) {
         const reason = error instanceof Error ? error.message : String(error);
-        void vscode.window.showErrorMessage(`docomplete: ${reason}`);
+        void vscode.window.showErrorMessage(prefixed(reason));
         return;
     } finally {
         finished();
@@ -65,7 +66,7 @@ export async function showCandidatesPicker(session: ServerSession): Promise<void
         candidate,
     }));
     const picked = await vscode.window.showQuickPick(picks, {
-        title: 'docomplete: ranked candidates (doctests passed, then likelihood)',
+        title: 'docomplete: ranked candidates (doctests passed, then likelihood; failed ones are never ghost text)',
         matchOnDescription: true,
         matchOnDetail: true,
     });

@@ -30,6 +30,8 @@ export interface DoctestVerdict {
     passed: number;
     total: number;
     status: string;
+    /** The server's verdict: passed, failed, unverifiable or skipped (servers since 0.2). */
+    verdict?: string;
 }
 
 /** One ranked candidate as the picker shows it. */
@@ -108,12 +110,18 @@ export function parseCandidate(value: unknown): RankedCandidate | undefined {
     if (text === undefined || text === '') {
         return undefined;
     }
-    const doctestSource = value.doctest ?? value.verdict;
+    // Older servers sent the doctest result as `verdict`; newer ones send `doctest` plus a
+    // `verdict` word (passed, failed, unverifiable, skipped).
+    const doctestSource = value.doctest ?? (isRecord(value.verdict) ? value.verdict : undefined);
+    const doctest = asVerdict(doctestSource);
+    if (doctest && typeof value.verdict === 'string') {
+        doctest.verdict = value.verdict;
+    }
     return {
         insertText: text,
         range: asRange(value.range),
         score: asNumber(value.score) ?? asNumber(value.meanLogprob),
-        doctest: asVerdict(doctestSource),
+        doctest,
         command: asCommand(value.command),
     };
 }
@@ -159,8 +167,7 @@ export function describeCandidate(
     const firstLine = lines.find((line) => line.trim() !== '')?.trim() ?? '';
     const facts: string[] = [];
     if (candidate.doctest) {
-        const { passed, total, status } = candidate.doctest;
-        facts.push(total > 0 ? `doctests ${passed}/${total}` : `doctests: ${status || 'none'}`);
+        facts.push(describeVerdict(candidate.doctest));
     }
     if (candidate.score !== undefined) {
         facts.push(`score ${candidate.score.toFixed(2)}`);
@@ -202,4 +209,30 @@ export function partialAcceptParams(
         index: asNumber(first.index) ?? 0,
         ...(length !== undefined ? { acceptedLength: length } : {}),
     };
+}
+
+/**
+ * The doctest part of a picker row: `doctests 2/2` (all passed), `doctests 1/2 failed`,
+ * `doctests unverifiable` (the examples could not run: a package the sandbox lacks) or
+ * `doctests skipped` (nothing was checked) — never a bare `0/3` for examples that did not run.
+ */
+export function describeVerdict(doctest: DoctestVerdict): string {
+    const { passed, total, status, verdict } = doctest;
+    switch (verdict) {
+        case 'passed':
+            return `doctests ${passed}/${total}`;
+        case 'failed':
+            return total > 0 ? `doctests ${passed}/${total} failed` : 'doctests failed';
+        case 'unverifiable':
+            return 'doctests unverifiable';
+        case 'skipped':
+            return 'doctests skipped';
+        default:
+            return total > 0 ? `doctests ${passed}/${total}` : `doctests: ${status || 'none'}`;
+    }
+}
+
+/** A message for the user with one `docomplete: ` prefix (server messages carry their own). */
+export function prefixed(message: string): string {
+    return message.startsWith('docomplete:') ? message : `docomplete: ${message}`;
 }

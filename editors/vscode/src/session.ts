@@ -42,6 +42,27 @@ export function asLspTriggerKind<T extends { triggerKind: number }>(context: T):
     return { ...context, triggerKind: context.triggerKind + 1 };
 }
 
+/**
+ * The language client, except that a server that exits with code 0 (a normal shutdown) is
+ * logged as information: vscode-languageclient writes "Server process exited with code 0." as
+ * an error.
+ */
+export class DocompleteLanguageClient extends LanguageClient {
+    // eslint-disable-next-line @typescript-eslint/no-explicit-any
+    override error(message: string, data?: any, showNotification?: boolean | 'force'): void {
+        if (isCleanExit(message)) {
+            this.info(message, data, false);
+            return;
+        }
+        super.error(message, data, showNotification);
+    }
+}
+
+/** Whether a client log line only says that the server process ended normally. */
+export function isCleanExit(message: string): boolean {
+    return /^Server process exited with code 0\.?$/.test(message.trim());
+}
+
 const MAX_RESTARTS = 4;
 const MAX_RESTARTS_WINDOW_MS = 3 * 60 * 1000;
 
@@ -171,7 +192,7 @@ export class ServerSession implements vscode.Disposable {
             },
             middleware: this.middleware(() => client),
         };
-        const client = new LanguageClient(SECTION, 'docomplete', serverOptions, clientOptions);
+        const client = new DocompleteLanguageClient(SECTION, 'docomplete', serverOptions, clientOptions);
         // Inline completion is a "proposed" feature in vscode-languageclient 9 (LSP 3.18).
         client.registerProposedFeatures();
         return client;

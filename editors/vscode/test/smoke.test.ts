@@ -116,6 +116,34 @@ test('candidates result: ranked rows with verdicts and scores', () => {
     assert.deepEqual(parseCandidatesResult(null), []);
 });
 
+test('picker rows name the verdict: skipped and unverifiable examples never read as 0/n', () => {
+    const { parseCandidatesResult, describeCandidate, prefixed } = require(path.join(srcDir, 'protocol.js'));
+    const rows = parseCandidatesResult({
+        requestId: 'r9',
+        candidates: [
+            { rank: 1, insertText: 'return 1', meanLogprob: -0.2, verdict: 'passed', doctest: { passed: 3, total: 3, status: 'passed' } },
+            { rank: 2, insertText: 'return len(self.items)', meanLogprob: -0.3, verdict: 'skipped', doctest: { passed: 0, total: 3, status: 'skipped' } },
+            { rank: 3, insertText: 'return httpx.get(u)', meanLogprob: -0.4, verdict: 'unverifiable', doctest: { passed: 0, total: 1, status: 'unverifiable' } },
+            { rank: 4, insertText: 'return 2', meanLogprob: -0.5, verdict: 'failed', doctest: { passed: 1, total: 3, status: 'failed' } },
+        ],
+    }).map((candidate: unknown, index: number) => describeCandidate(candidate, index + 1).description);
+    assert.deepEqual(rows, [
+        'doctests 3/3 · score -0.20',
+        'doctests skipped · score -0.30',
+        'doctests unverifiable · score -0.40',
+        'doctests 1/3 failed · score -0.50',
+    ]);
+    assert.equal(prefixed('docomplete: the model backend is down'), 'docomplete: the model backend is down');
+    assert.equal(prefixed('timed out'), 'docomplete: timed out');
+});
+
+test('a server that exits with code 0 is not logged as an error', () => {
+    const { isCleanExit } = require(path.join(srcDir, 'session.js'));
+    assert.equal(isCleanExit('Server process exited with code 0.'), true);
+    assert.equal(isCleanExit('Server process exited with code 1.'), false);
+    assert.equal(isCleanExit('Server process exited with signal SIGKILL.'), false);
+});
+
 test('inline trigger kinds are renumbered from VS Code to LSP', () => {
     const { asLspTriggerKind } = require(path.join(srcDir, 'session.js'));
     // VS Code: Invoke = 0, Automatic = 1. LSP 3.18: Invoked = 1, Automatic = 2.

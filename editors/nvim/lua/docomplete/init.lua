@@ -273,7 +273,7 @@ function M.pick_candidate(bufnr)
   local tick = vim.api.nvim_buf_get_changedtick(bufnr)
   lsp.request(client, lsp.methods.candidates, params, function(err, result)
     if err then
-      vim.notify("docomplete: " .. (err.message or tostring(err)), vim.log.levels.ERROR)
+      vim.notify(lsp.prefixed(err.message or tostring(err)), vim.log.levels.ERROR)
       return
     end
     local items = lsp.candidate_items(result, params.position)

@@ -280,7 +280,10 @@ function M.cycle(bufnr, step)
     if err or not same_anchor(anchor, cursor_anchor(bufnr)) then
       return
     end
-    local items = lsp.candidate_items(result, params.position)
+    -- Cycling shows ghost text: only the candidates the server lets be ghost text.
+    local items = vim.tbl_filter(function(item)
+      return item.ghost
+    end, lsp.candidate_items(result, params.position))
     if #items > 0 then
       state.items, state.index = items, 1
     end

@@ -140,10 +140,45 @@ function M.candidate_items(result, position)
         } or nil,
         score = candidate.meanLogprob or candidate.score,
         doctest = candidate.doctest,
+        verdict = type(candidate.verdict) == "string" and candidate.verdict or nil,
+        -- false when the server keeps it out of ghost text (it fails its docstring's examples)
+        ghost = candidate.ghostText ~= false,
       })
     end
   end
   return items
+end
+
+--- The doctest part of a picker row: "doctests 2/2" (all passed), "doctests 1/2 failed",
+--- "doctests unverifiable" (the examples could not run), "doctests skipped" (nothing checked).
+---@param doctest table|nil {passed, total, status}
+---@param verdict string|nil the server's verdict word
+---@return string|nil
+function M.describe_verdict(doctest, verdict)
+  if type(doctest) ~= "table" or type(doctest.total) ~= "number" then
+    return nil
+  end
+  local counts = string.format("doctests %d/%d", doctest.passed or 0, doctest.total)
+  if verdict == "passed" then
+    return counts
+  elseif verdict == "failed" then
+    return doctest.total > 0 and (counts .. " failed") or "doctests failed"
+  elseif verdict == "unverifiable" or verdict == "skipped" then
+    return "doctests " .. verdict
+  elseif doctest.total > 0 then
+    return counts
+  end
+  return "doctests: " .. tostring(doctest.status or "none")
+end
+
+--- A message with one "docomplete: " prefix (the server's messages carry their own).
+---@param message string
+---@return string
+function M.prefixed(message)
+  if message:sub(1, #"docomplete:") == "docomplete:" then
+    return message
+  end
+  return "docomplete: " .. message
 end
 
 --- One line describing a candidate, for pickers: "return a + b  [doctests 2/2 · -0.42]".
@@ -157,13 +192,9 @@ function M.describe(item)
     end
   end
   local facts = {}
-  local doctest = item.doctest
-  if type(doctest) == "table" and type(doctest.total) == "number" then
-    if doctest.total > 0 then
-      table.insert(facts, string.format("doctests %d/%d", doctest.passed or 0, doctest.total))
-    else
-      table.insert(facts, "doctests: " .. tostring(doctest.status or "none"))
-    end
+  local verdict = M.describe_verdict(item.doctest, item.verdict)
+  if verdict then
+    table.insert(facts, verdict)
   end
   if type(item.score) == "number" then
     table.insert(facts, string.format("score %.2f", item.score))
