@@ -167,6 +167,7 @@ class CompletionPipeline:
         any, so the user hears about a missing model at startup rather than at the first
         keystroke."""
         sandbox = asyncio.ensure_future(self._warm_sandbox(config))
+        fim = asyncio.ensure_future(self._fim_template(config))  # reads the tokenizer
         try:
             backend = await self.backend(config)
             if config.backend == ("embedded",):
@@ -178,7 +179,7 @@ class CompletionPipeline:
             self.health.record_failure(exc)
             return exc
         finally:
-            await sandbox
+            await asyncio.gather(sandbox, fim)
         return None
 
     async def _warm_sandbox(self, config: ServerConfig) -> None:
@@ -458,18 +459,21 @@ class CompletionPipeline:
         self, site: CompletionSite, config: ServerConfig, params: SamplingParams
     ) -> tuple[str, SamplingParams]:
         """The prompt sent to the model: fill-in-the-middle when the model takes it."""
+        template = await self._fim_template(config)
+        if template is None:
+            return site.prompt, params
+        prompt = build_site_fim_prompt(site, template, config.context_tokens, self.count_tokens())
+        stops = tuple(dict.fromkeys([*params.stop, *template.stop_sequences]))
+        return prompt, dataclasses.replace(params, stop=stops)
+
+    async def _fim_template(self, config: ServerConfig) -> FimTemplate | None:
         key = (config.fim_template, config.backend, config.model_path)
         if key not in self._fim_templates:
             try:
                 self._fim_templates[key] = await asyncio.to_thread(resolve_fim_template, *key)
             except FimLookupError as exc:  # asked again next time; left to right meanwhile
                 logger.info("fimTemplate auto: %s", exc)
-        template = self._fim_templates.get(key)
-        if template is None:
-            return site.prompt, params
-        prompt = build_site_fim_prompt(site, template, config.context_tokens, self.count_tokens())
-        stops = tuple(dict.fromkeys([*params.stop, *template.stop_sequences]))
-        return prompt, dataclasses.replace(params, stop=stops)
+        return self._fim_templates.get(key)
 
     async def _doctests(
         self,
