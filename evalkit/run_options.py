@@ -6,10 +6,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+from collections.abc import Coroutine
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from model.cli_support import CommandError
+
+T = TypeVar("T")
 
 
 def add_generation_options(
@@ -234,8 +237,7 @@ def generation_config(
 def run_generation_with_progress(
     config: Any, dataset: Any, backend: Any, args: argparse.Namespace
 ) -> Any:
-    from evalkit.runner import ExecutionSettings, RunError, run_generation
-    from model.protocol import BackendError
+    from evalkit.runner import ExecutionSettings, run_generation
 
     execution = ExecutionSettings(
         timeout_s=config.timeout_s, memory_mb=config.memory_mb, workers=args.workers
@@ -259,8 +261,17 @@ def run_generation_with_progress(
         finally:
             await backend.aclose()
 
+    return run_resumable(main())
+
+
+def run_resumable(work: Coroutine[Any, Any, T]) -> T:
+    """Run ``work`` (runs that save as they go); its errors become one line that says a rerun
+    resumes."""
+    from evalkit.runner import RunError
+    from model.protocol import BackendError
+
     try:
-        return asyncio.run(main())
+        return asyncio.run(work)
     except RunError as exc:
         raise CommandError(str(exc)) from None
     except BackendError as exc:

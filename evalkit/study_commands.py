@@ -8,7 +8,6 @@ Each study is a set of ordinary ``eval run`` directories driven through the runn
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import sys
 from collections.abc import Sequence
@@ -22,6 +21,7 @@ from evalkit.run_options import (
     generation_config,
     load_dataset_arg,
     make_run_backend,
+    run_resumable,
 )
 from model.cli_support import CommandError
 
@@ -122,8 +122,7 @@ class RunJob:
 
 def run_jobs(jobs: Sequence[RunJob], backend: Any, args: argparse.Namespace) -> list[Any]:
     """Every job's summary, one after the other through ``run_generation`` (each resumable)."""
-    from evalkit.runner import ExecutionSettings, RunError, run_generation
-    from model.protocol import BackendError
+    from evalkit.runner import ExecutionSettings, run_generation
 
     concurrency = args.concurrency
     if concurrency is None:
@@ -155,14 +154,7 @@ def run_jobs(jobs: Sequence[RunJob], backend: Any, args: argparse.Namespace) -> 
             await backend.aclose()
         return summaries
 
-    try:
-        return asyncio.run(main())
-    except RunError as exc:
-        raise CommandError(str(exc)) from None
-    except BackendError as exc:
-        raise CommandError(
-            f"{exc} (everything so far is saved; rerun the same command to resume)"
-        ) from None
+    return run_resumable(main())
 
 
 def _study_seed(args: argparse.Namespace, config_path: Path) -> int:
