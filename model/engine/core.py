@@ -265,8 +265,10 @@ class Engine:
             top_k = max(row.request.top_logprobs for row in rows)
             top_ids: list[list[int]] = []
             top_values: list[list[float]] = []
-            if top_k:  # only when a request asked: a (B, V) top-k per step is not free
-                values, indices = torch.log_softmax(logits, dim=-1).topk(top_k, dim=-1)  # (B, k)
+            if top_k:  # only when a request asked
+                # log_softmax at the top-k positions without a second (B, V) log_softmax.
+                values, indices = logits.topk(top_k, dim=-1)  # (B, k)
+                values = values - torch.logsumexp(logits, dim=-1, keepdim=True)
                 top_ids, top_values = indices.tolist(), values.tolist()
             keep: list[int] = []
             for i, row in enumerate(rows):
