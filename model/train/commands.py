@@ -12,6 +12,7 @@ import sysconfig
 from pathlib import Path
 
 from model.cli_support import CommandError
+from model.train.adapt_commands import register_adapt_commands
 from model.train.data_commands import mine_all, register_data_commands, write_jsonl
 
 DATA = Path("data")
@@ -49,11 +50,23 @@ def register(commands: argparse._SubParsersAction, bench: argparse._SubParsersAc
     corpus.add_argument("--max-files", type=int, help="stop after this many files (dry runs)")
     corpus.set_defaults(func=_cmd_corpus)
 
-    tok = sub.add_parser("tokenizer", help="train the byte-level BPE with space-run tokens")
+    tok = sub.add_parser(
+        "tokenizer", help="train the byte-level BPE (llama3 pre-split, FIM markers)"
+    )
     tok.add_argument("--corpus", type=Path, default=DATA / "corpus")
     tok.add_argument("--out", type=Path, default=DATA / "tokenizer")
     tok.add_argument("--vocab-size", type=int, default=8192)
     tok.add_argument("--max-mb", type=float, default=60.0, help="training text to use (MB)")
+    tok.add_argument(
+        "--pre-tokenizer",
+        choices=("llama3", "space-runs"),
+        default="llama3",
+        help="llama3: llama.cpp's llama-bpe preset, exports to GGUF (v2, default); "
+        "space-runs: v1's whole-token space runs",
+    )
+    tok.add_argument(
+        "--no-fim", dest="fim", action="store_false", help="leave out the FIM marker tokens"
+    )
     tok.set_defaults(func=_cmd_tokenizer)
 
     tokenize = sub.add_parser(
@@ -99,6 +112,7 @@ def register(commands: argparse._SubParsersAction, bench: argparse._SubParsersAc
     ftd.set_defaults(func=_cmd_finetune_data)
 
     register_data_commands(sub, DATA)
+    register_adapt_commands(sub, DATA, _add_loop_args, _loop_config)
 
     ft = sub.add_parser("finetune", help="Codex-S-style fine-tuning, loss on the body only")
     ft.add_argument("--init", type=Path, required=True, help="pretrained model directory")
@@ -154,6 +168,12 @@ def _add_loop_args(
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda")
     parser.add_argument("--compile", action="store_true", help="torch.compile the model (GPU)")
     parser.add_argument(
+        "--bf16",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="bf16 autocast; auto: on CUDA and on CPUs with AMX/AVX512-BF16",
+    )
+    parser.add_argument(
         "--stop-after-steps", type=int, help="save and stop after this many steps (dry runs)"
     )
 
@@ -179,6 +199,7 @@ def _loop_config(args: argparse.Namespace):
         seed=args.seed,
         device=args.device,
         compile=args.compile,
+        bf16=args.bf16,
         stop_after_steps=args.stop_after_steps,
     )
 
@@ -248,12 +269,15 @@ def _cmd_tokenizer(args: argparse.Namespace) -> int:
         _corpus_sample(args.corpus / "train.jsonl", int(args.max_mb * 1e6)),
         args.out,
         vocab_size=args.vocab_size,
+        pre_tokenizer=args.pre_tokenizer,
+        fim=args.fim,
     )
     tokenizer = load_tokenizer(args.out)
     ratio = tokens_per_byte(tokenizer, iter_corpus_texts(args.corpus / "valid.jsonl"))
     runs = sorted(space_run_tokens(tokenizer))
     stats = {
         "vocab_size": tokenizer.get_vocab_size(),
+        "pre_tokenizer": args.pre_tokenizer,
         "valid_tokens_per_byte": round(ratio, 4),
         "space_run_tokens": runs,
     }

@@ -48,6 +48,7 @@ class LoopConfig:
     seed: int = 0
     device: str = "auto"
     compile: bool = False
+    bf16: str = "auto"  # auto: CUDA, or a CPU with native bf16 matmul (AMX / AVX512-BF16)
     stop_after_steps: int | None = None  # simulate an interruption (tests, dry runs)
     extra: dict = field(default_factory=dict)
 
@@ -58,6 +59,24 @@ def pick_device(name: str):
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
+
+
+def cpu_has_native_bf16() -> bool:
+    """True on x86 CPUs with AMX-BF16 or AVX512-BF16 (bf16 autocast is then ~2x faster than fp32;
+    without them it is many times slower)."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return " amx_bf16" in flags or " avx512_bf16" in flags
+
+
+def wants_bf16(device, mode: str) -> bool:
+    if mode not in ("auto", "on", "off"):
+        raise ValueError(f"bf16 must be auto, on or off, not {mode!r}")
+    if mode == "auto":
+        return device.type == "cuda" or (device.type == "cpu" and cpu_has_native_bf16())
+    return mode == "on"
 
 
 def build_model(shape: ModelShape, *, bos_id: int, eos_id: int, pad_id: int):
@@ -122,7 +141,7 @@ def _set_rng_state(state: dict, device) -> None:
 def _loss(forward, input_ids, labels, use_bf16: bool):
     import torch
 
-    with torch.autocast("cuda", torch.bfloat16, enabled=use_bf16):
+    with torch.autocast(input_ids.device.type, torch.bfloat16, enabled=use_bf16):
         logits = forward(input_ids=input_ids).logits
     return torch.nn.functional.cross_entropy(
         logits.float().reshape(-1, logits.size(-1)), labels.reshape(-1), ignore_index=-100
@@ -203,7 +222,9 @@ def train(
             forward = torch.compile(model)
         except Exception as exc:  # a missing compiler must not cost the run
             print(f"torch.compile unavailable ({exc}); running eagerly", flush=True)
-    use_bf16 = device.type == "cuda"
+    use_bf16 = wants_bf16(device, cfg.bf16)
+    if use_bf16 and device.type == "cpu":
+        print("bf16 autocast on the CPU (native bf16 matmul found)", flush=True)
     log_file = open(cfg.run_dir / "log.jsonl", "a", encoding="utf-8")  # noqa: SIM115
     started = time.time()
     last_save = started
@@ -222,7 +243,7 @@ def train(
         if eval_fn is None:
             return
         model.eval()
-        with torch.no_grad(), torch.autocast("cuda", torch.bfloat16, enabled=use_bf16):
+        with torch.no_grad(), torch.autocast(device.type, torch.bfloat16, enabled=use_bf16):
             metrics = eval_fn(model)
         model.train()
         entry = {"step": step, "tokens": step * tokens_per_step, **metrics}

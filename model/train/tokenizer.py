@@ -1,9 +1,19 @@
-"""Byte-level BPE for Python with dedicated tokens for runs of spaces (Codex's indentation trick).
+"""Byte-level BPE for Python: the v2 ``llama3`` pre-split (llama.cpp knows it) or v1's space runs.
 
-Newlines are always their own token and indentation is a separate token after them. Prompts that
-the LSP server and evalkit send end with ``\\n`` (the line after the docstring); if training had
-fused ``\\n`` with the next line's indentation, a prompt ending in a bare ``\\n`` would look like
-"the next line is not indented" to the model.
+Two pre-tokenizers, chosen with ``--pre-tokenizer``:
+
+* ``llama3`` (v2, default): exactly Llama 3's split regex, which llama.cpp implements as its
+  ``llama-bpe`` preset, so the model exports to GGUF and tokenises there as in transformers.
+  A newline never fuses with the next line's indentation (the newline alternative stops at the
+  newline, or punctuation before it absorbs it, e.g. ``):`` + newline), so a prompt ending with
+  the docstring's closing line and its newline ends on a piece boundary, as in training text.
+  Indentation is one token for the run minus one space; the last space joins the next word
+  (three spaces, then `` return``), as in GPT-4 and Llama 3.
+* ``space-runs`` (v1): newlines, tabs and every run of two or more spaces are isolated (Codex's
+  trick), so indentation is whole tokens; no llama.cpp preset matches it.
+
+v2 adds fill-in-the-middle markers (``<|fim_prefix|>``, ``<|fim_suffix|>``, ``<|fim_middle|>``,
+Qwen2.5-Coder's names, which ``model/fim.py`` detects).
 """
 
 from __future__ import annotations
@@ -15,37 +25,69 @@ from pathlib import Path
 BOS = "<|bos|>"
 EOS = "<|endoftext|>"
 PAD = "<|pad|>"
+FIM_PREFIX = "<|fim_prefix|>"
+FIM_MIDDLE = "<|fim_middle|>"
+FIM_SUFFIX = "<|fim_suffix|>"
+FIM_TOKENS = [FIM_PREFIX, FIM_MIDDLE, FIM_SUFFIX]
 SPECIAL_TOKENS = [EOS, BOS, PAD]
 # Runs of spaces that always get a token of their own, whatever BPE learns.
 SPACE_RUNS = [" " * n for n in range(2, 33)]
 SPLIT_PATTERN = r"\n| {2,}|\t+"
+#: Llama 3's pre-split, character for character (llama.cpp's ``llama-bpe`` preset).
+LLAMA3_PATTERN = (
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}"
+    r"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
+)
+PRE_TOKENIZERS = ("llama3", "space-runs")
+#: ``tokenizer.ggml.pre`` value for each pre-tokenizer llama.cpp implements exactly.
+LLAMA_CPP_PRESETS = {"llama3": "llama-bpe"}
 
 
-def build_tokenizer_model():
+def build_tokenizer_model(pre_tokenizer: str = "llama3"):
     from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
 
-    tokenizer = Tokenizer(models.BPE())
-    tokenizer.pre_tokenizer = pre_tokenizers.Sequence(
-        [
-            pre_tokenizers.Split(Regex(SPLIT_PATTERN), behavior="isolated"),
-            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True),
-        ]
-    )
+    if pre_tokenizer == "llama3":
+        # ignore_merges: a piece that is itself in the vocabulary is one token, as llama.cpp does
+        # for this preset; without it the two could split a rare piece differently.
+        tokenizer = Tokenizer(models.BPE(ignore_merges=True))
+        tokenizer.pre_tokenizer = pre_tokenizers.Sequence(
+            [
+                pre_tokenizers.Split(Regex(LLAMA3_PATTERN), behavior="isolated", invert=False),
+                pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+            ]
+        )
+    elif pre_tokenizer == "space-runs":
+        tokenizer = Tokenizer(models.BPE())
+        tokenizer.pre_tokenizer = pre_tokenizers.Sequence(
+            [
+                pre_tokenizers.Split(Regex(SPLIT_PATTERN), behavior="isolated"),
+                pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True),
+            ]
+        )
+    else:
+        raise ValueError(f"unknown pre-tokenizer {pre_tokenizer!r}: use one of {PRE_TOKENIZERS}")
     tokenizer.decoder = decoders.ByteLevel()
     return tokenizer
 
 
-def train_tokenizer(texts: Iterable[str], out_dir: Path, *, vocab_size: int = 8192) -> Path:
+def train_tokenizer(
+    texts: Iterable[str],
+    out_dir: Path,
+    *,
+    vocab_size: int = 8192,
+    pre_tokenizer: str = "llama3",
+    fim: bool = True,
+) -> Path:
     """Train the BPE on ``texts`` and save it as a ``PreTrainedTokenizerFast`` directory."""
     from tokenizers import pre_tokenizers, trainers
 
-    tokenizer = build_tokenizer_model()
-    # The split pattern isolates every run of spaces, so BPE sees indentation as whole words and
-    # learns a merge for each common run length (4, 8, 12, ... and the odd ones in between).
+    tokenizer = build_tokenizer_model(pre_tokenizer)
+    # Both splits isolate runs of spaces (space-runs: every run; llama3: the run minus the space
+    # that joins the next word), so BPE learns a token for each common indentation depth.
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
         min_frequency=2,
-        special_tokens=SPECIAL_TOKENS,
+        special_tokens=SPECIAL_TOKENS + (FIM_TOKENS if fim else []),
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
@@ -58,11 +100,13 @@ def train_tokenizer(texts: Iterable[str], out_dir: Path, *, vocab_size: int = 81
 def save_as_transformers(tokenizer, out_dir: Path) -> None:
     from transformers import PreTrainedTokenizerFast
 
+    fim = [t for t in FIM_TOKENS if tokenizer.token_to_id(t) is not None]
     fast = PreTrainedTokenizerFast(
         tokenizer_object=tokenizer,
         bos_token=BOS,
         eos_token=EOS,
         pad_token=PAD,
+        additional_special_tokens=fim,
         clean_up_tokenization_spaces=False,
         model_max_length=1024,
     )

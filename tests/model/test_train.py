@@ -112,11 +112,22 @@ def tokenizer_dir(corpus_dir: Path, tmp_path_factory) -> Path:
     return train_tokenizer(iter_corpus_texts(corpus_dir / "train.jsonl"), out, vocab_size=600)
 
 
-def test_tokenizer_round_trips_and_has_space_run_tokens(tokenizer_dir: Path) -> None:
+@pytest.fixture(scope="module")
+def tokenizer_v1_dir(corpus_dir: Path, tmp_path_factory) -> Path:
+    from model.train.corpus import iter_corpus_texts
+    from model.train.tokenizer import train_tokenizer
+
+    out = tmp_path_factory.mktemp("tok_v1")
+    texts = iter_corpus_texts(corpus_dir / "train.jsonl")
+    return train_tokenizer(texts, out, vocab_size=600, pre_tokenizer="space-runs", fim=False)
+
+
+def test_tokenizer_round_trips_and_has_space_run_tokens(tokenizer_v1_dir: Path) -> None:
     from transformers import AutoTokenizer
 
     from model.train.tokenizer import load_tokenizer, space_run_tokens
 
+    tokenizer_dir = tokenizer_v1_dir
     tokenizer = load_tokenizer(tokenizer_dir)
     source = 'def add(a, b):\n    """Sum.\n\n    >>> add(2, 3)\n    5\n    """\n        return a  +  b\n\tpass\n'
     assert tokenizer.decode(tokenizer.encode(source).ids) == source
@@ -127,6 +138,45 @@ def test_tokenizer_round_trips_and_has_space_run_tokens(tokenizer_dir: Path) -> 
     assert tokens[tokens.index("Ċ") + 1] == "ĠĠĠĠ"
     hf = AutoTokenizer.from_pretrained(str(tokenizer_dir))
     assert hf.eos_token == "<|endoftext|>" and hf.pad_token_id is not None
+    assert hf.decode(hf(source)["input_ids"]) == source
+
+
+def test_v2_tokenizer_uses_llama3_split_and_keeps_prompt_boundaries(tokenizer_dir: Path) -> None:
+    """The v2 pre-split is llama.cpp's llama-bpe preset; a prompt ending in the docstring's
+    closing line tokenises as the start of prompt + body (163 of 164 HumanEval prompts; #81's
+    body opens with a whitespace-only line), and the FIM markers are single special tokens."""
+    from transformers import AutoTokenizer
+
+    from model.train.tokenizer import (
+        FIM_MIDDLE,
+        FIM_PREFIX,
+        FIM_SUFFIX,
+        FIM_TOKENS,
+        LLAMA3_PATTERN,
+        load_tokenizer,
+    )
+
+    tokenizer = load_tokenizer(tokenizer_dir)
+    saved = json.loads((tokenizer_dir / "tokenizer.json").read_text())
+    split = saved["pre_tokenizer"]["pretokenizers"][0]
+    assert split["pattern"]["Regex"] == LLAMA3_PATTERN and saved["model"]["ignore_merges"]
+    assert LLAMA3_PATTERN == (
+        r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}"
+        r"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
+    )
+    unstable = []
+    with gzip.open(humaneval_path(), "rt") as handle:
+        for line in handle:
+            problem = json.loads(line)
+            head = tokenizer.encode(problem["prompt"]).ids
+            whole = tokenizer.encode(problem["prompt"] + problem["canonical_solution"]).ids
+            if whole[: len(head)] != head:
+                unstable.append(problem["task_id"])
+    assert unstable == ["HumanEval/81"]
+    marked = tokenizer.encode("<|fim_prefix|>def f():<|fim_suffix|>\n<|fim_middle|>").tokens
+    assert [t for t in marked if t in FIM_TOKENS] == [FIM_PREFIX, FIM_SUFFIX, FIM_MIDDLE]
+    hf = AutoTokenizer.from_pretrained(str(tokenizer_dir))
+    source = 'def add(a, b):\n    """Sum."""\n    return a + b\n'
     assert hf.decode(hf(source)["input_ids"]) == source
 
 
