@@ -72,6 +72,15 @@ def register(commands: argparse._SubParsersAction, bench: argparse._SubParsersAc
     report.add_argument("--out", type=Path, help="output directory (default RUN/report)")
     report.set_defaults(func=_cmd_report)
 
+    split = evals.add_parser(
+        "split",
+        help="pass@k of one or more runs for the training look-alike problems and for the rest",
+    )
+    split.add_argument("runs", nargs="+", type=Path, help="run or score directories")
+    split.add_argument("--decontam", type=Path, required=True, help="`train decontam-report` JSON")
+    split.add_argument("--json", type=Path, help="also write the figures here")
+    split.set_defaults(func=_cmd_split)
+
     from evalkit.study_commands import register as register_studies
 
     register_studies(evals)  # sweep, compare, paraphrase, chained
@@ -216,6 +225,12 @@ def _cmd_score(args: argparse.Namespace) -> int:
 
 # ----------------------------------------------------------------------------------------------
 # eval report
+
+
+def _cmd_split(args: argparse.Namespace) -> int:
+    from evalkit.split import cmd_split
+
+    return cmd_split(args.runs, args.decontam, args.json)
 
 
 def _cmd_report(args: argparse.Namespace) -> int:

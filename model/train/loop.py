@@ -192,7 +192,10 @@ def train(
         model.load_state_dict(saved["model"])
         optimizer.load_state_dict(saved["optimizer"])
         step = saved["step"]
-        max_steps = saved["max_steps"] if saved["max_steps"] is not None else max_steps
+        # An explicit --max-steps wins over the saved plan: a run can be extended or shortened
+        # (the cosine schedule then follows the new length from the current step on).
+        if cfg.max_steps is None and saved["max_steps"] is not None:
+            max_steps = saved["max_steps"]
         history = saved["history"]
         elapsed_before = saved.get("elapsed_s", 0.0)
         _set_rng_state(saved["rng"], device)

@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Model v2 on a CPU (no GPU was lent): the v1 checkpoint moves to the v2 tokenizer (llama3
+# pre-split = llama.cpp's llama-bpe preset, FIM markers) by vocabulary transfer, then keeps
+# training on a stream of corpus code (half of it FIM-transformed, PSM and SPM) and docstring
+# tasks (composed chains, mined functions and methods, a share of v1's generated families).
+# Resumable: run it again after an interruption and `train adapt` continues from its run dir.
+# Usage (repo root, after `make setup`): bash model/train/recipes/cpu_v2.sh
+#   SIZE=tiny for a dry run of every step in a few minutes.
+set -euo pipefail
+export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
+PY=${PY:-.venv/bin/python}
+D=${DATA:-data}
+V1=${V1:-model/checkpoints/docomplete-py-small}
+if [ "${SIZE:-full}" = tiny ]; then
+  COMPOSE=500; SYNTH=500; STEPS=(--max-steps 4 --batch-size 2 --context 128 --eval-every 2 --valid-tasks 8 --eval-windows 2)
+  CORPUS=(--max-files 300)
+else
+  COMPOSE=60000; SYNTH=20000; STEPS=(--max-steps 1000 --time-budget-s 5700 --batch-size 8 --eval-every 250)
+  CORPUS=()
+fi
+dc() { $PY -m server.cli "$@"; }
+[ -f "$D/corpus/train.jsonl" ] || dc train corpus --out "$D/corpus" "${CORPUS[@]}"
+[ -f "$D/tokenizer_v2/tokenizer.json" ] || dc train tokenizer --corpus "$D/corpus" --out "$D/tokenizer_v2"
+mkdir -p "$D/finetune" "$D/reports"
+[ -f "$D/finetune/compose.jsonl" ] || dc train compose --n "$COMPOSE" --seed 0 --no-progress \
+  --out "$D/finetune/compose.jsonl" --report "$D/reports/compose.json"
+[ -f "$D/finetune/mined.jsonl" ] || dc train mine --corpus "$D/corpus" --out "$D/finetune/mined.jsonl"
+[ -f "$D/finetune/synthetic.jsonl" ] || $PY - "$SYNTH" "$D/finetune/synthetic.jsonl" <<'PY'
+import json, sys
+from model.train.corpus import build_contamination, humaneval_path, read_eval_problems
+from model.train.synth import generate
+examples, _ = generate(int(sys.argv[1]), 0)
+contamination = build_contamination(read_eval_problems([humaneval_path()]))
+with open(sys.argv[2], "w", encoding="utf-8") as out:
+    for e in examples:
+        if contamination.check(e["prompt"] + e["completion"]) is None:
+            out.write(json.dumps(e) + "\n")
+PY
+# Task-level decontamination; sources that look like held-out practical tasks are left out.
+[ -f "$D/reports/v2_pre.json" ] || dc train decontam-report --data "$D/finetune/compose.jsonl" \
+  "$D/finetune/mined.jsonl" "$D/finetune/synthetic.jsonl" --out "$D/reports/v2_pre.json"
+[ -f "$D/v2/init/config.json" ] || dc train transfer --from "$V1" --tokenizer "$D/tokenizer_v2" --out "$D/v2/init"
+dc train adapt --init "$D/v2/init" --corpus "$D/corpus" --run-dir "$D/runs/adapt" \
+  --tasks "$D/finetune/compose.jsonl:0.5" --tasks "$D/finetune/mined.jsonl:0.3" \
+  --tasks "$D/finetune/synthetic.jsonl:0.2" \
+  --exclude-flagged "$D/reports/v2_pre.json" --exclude-sets heldout_practical \
+  --code-share 0.4 --lr 5e-4 --warmup-steps 50 --save-every-s 300 --log-every 10 \
+  --export "$D/v2/final" "${STEPS[@]}"
+echo "v2 model: $D/v2/final"
