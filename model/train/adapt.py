@@ -269,6 +269,42 @@ def load_tasks(
     return mixed
 
 
+def held_out_bits_per_byte(
+    model_dir: Path, valid_jsonl: Path, context: int, max_windows: int | None = None
+) -> dict:
+    """Bits per byte of ``model_dir`` on the held-out files, tokenised with its own tokenizer
+    (so models with different tokenizers are compared on the same bytes), fp32 on the CPU."""
+    import tempfile
+    import time
+
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from model.train.corpus import iter_corpus_texts
+    from model.train.pretrain import load_stream, stream_eval
+    from model.train.tokenizer import load_tokenizer, tokenize_to_stream
+
+    tokenizer = load_tokenizer(model_dir)
+    with tempfile.TemporaryDirectory() as tmp:
+        stream_path = Path(tmp) / "valid.bin"
+        tokenize_to_stream(tokenizer, iter_corpus_texts(valid_jsonl), stream_path)
+        tokens, meta = load_stream(stream_path)
+        evaluate = stream_eval(tokens, meta, context=context, batch_size=8, max_windows=max_windows)
+        model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch.float32)
+        model.eval()
+        started = time.time()
+        with torch.no_grad():
+            metrics = evaluate(model)
+    windows = (len(tokens) - 1) // context
+    return {
+        "model": str(model_dir),
+        "bits_per_byte": round(metrics["val_bpb"], 4),
+        "tokens_per_byte": round(meta["tokens"] / max(meta["bytes"], 1), 4),
+        "windows": windows if max_windows is None else min(windows, max_windows),
+        "seconds": round(time.time() - started, 1),
+    }
+
+
 def run_adapt(
     init_dir: Path,
     corpus_dir: Path,

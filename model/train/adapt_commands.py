@@ -21,6 +21,16 @@ def register_adapt_commands(
     transfer.add_argument("--out", type=Path, default=data / "v2" / "init")
     transfer.set_defaults(func=_cmd_transfer)
 
+    bpb = sub.add_parser(
+        "bpb", help="bits per byte of one or more models on the held-out corpus split"
+    )
+    bpb.add_argument("models", nargs="+", type=Path, help="model directories")
+    bpb.add_argument("--corpus", type=Path, default=data / "corpus")
+    bpb.add_argument("--context", type=int, default=1024)
+    bpb.add_argument("--max-windows", type=int, help="only the first N windows (default: all)")
+    bpb.add_argument("--json", type=Path, help="also write the figures here")
+    bpb.set_defaults(func=_cmd_bpb)
+
     adapt = sub.add_parser(
         "adapt",
         help="continue training on corpus code (FIM-transformed in part) mixed with tasks",
@@ -68,6 +78,25 @@ def _cmd_transfer(args: argparse.Namespace) -> int:
     report = transfer_vocabulary(args.source, args.tokenizer, args.out)
     print(json.dumps(report))
     print(f"wrote {args.out}")
+    return 0
+
+
+def _cmd_bpb(args: argparse.Namespace) -> int:
+    from model.train.adapt import held_out_bits_per_byte
+
+    valid = args.corpus / "valid.jsonl"
+    if not valid.exists():
+        raise CommandError(f"no held-out split at {valid}: run `docomplete train corpus` first")
+    results = []
+    for model_dir in args.models:
+        if not (model_dir / "config.json").exists():
+            raise CommandError(f"no model at {model_dir}: pass a model directory")
+        result = held_out_bits_per_byte(model_dir, valid, args.context, args.max_windows)
+        results.append(result)
+        print(json.dumps(result), flush=True)
+    if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(results, indent=2) + "\n")
     return 0
 
 

@@ -166,3 +166,23 @@ def test_adapt_trains_resumes_and_exports(setup: dict, tmp_path: Path) -> None:
     evals = [h for h in second["history"] if "task_loss" in h]
     assert evals and all(h["val_bpb"] > 0 for h in evals)
     assert (tmp_path / "out" / "tokenizer.json").exists()
+
+
+def test_bits_per_byte_compares_models_with_different_tokenizers(setup: dict, capsys) -> None:
+    from server.cli import main
+
+    init = setup["root"] / "init"
+    if not (init / "config.json").exists():
+        from model.train.adapt import transfer_vocabulary
+
+        transfer_vocabulary(setup["old"], setup["new_tok"], init)
+    out = setup["root"] / "bpb.json"
+    args = ["train", "bpb", str(setup["old"]), str(init), "--corpus", str(setup["corpus"])]
+    assert main([*args, "--context", "64", "--max-windows", "4", "--json", str(out)]) == 0
+    old, new = json.loads(out.read_text())
+    # Same bytes, different tokenizers: token counts differ, bits per byte stay comparable.
+    assert old["tokens_per_byte"] != new["tokens_per_byte"]
+    assert 0 < old["bits_per_byte"] < 20 and 0 < new["bits_per_byte"] < 20
+    missing = ["train", "bpb", str(setup["root"] / "nope"), "--corpus", str(setup["corpus"])]
+    assert main(missing) != 0
+    assert "no model at" in capsys.readouterr().err
