@@ -15,7 +15,7 @@ if [ "${SIZE:-full}" = tiny ]; then
   COMPOSE=500; SYNTH=500; STEPS=(--max-steps 4 --batch-size 2 --context 128 --eval-every 2 --valid-tasks 8 --eval-windows 2)
   CORPUS=(--max-files 300)
 else
-  COMPOSE=60000; SYNTH=20000; STEPS=(--max-steps 1200 --time-budget-s 5000 --batch-size 8 --eval-every 250)
+  COMPOSE=60000; SYNTH=20000; STEPS=(--max-steps 950 --time-budget-s 5000 --batch-size 8 --eval-every 250)
   CORPUS=()
 fi
 dc() { $PY -m server.cli "$@"; }
