@@ -49,6 +49,10 @@ _IDENTITY_KEYS = (
     "timeout_s",
     "memory_mb",
     "samples_sha256",
+    # eval infill: how the hole is asked for, and which problems' lines are masked
+    "prompting",
+    "fim_template",
+    "problems",
 )
 
 
