@@ -294,11 +294,36 @@ def infill_summary(
     }
     if problem_rows:
         summary["problem_mean_pass@1"] = sum(r["pass@1"] for r in problem_rows) / len(problem_rows)
+        summary["pass@1_ci"] = problem_bootstrap_ci(
+            [(r["pass@1"] * r["tasks"], r["tasks"]) for r in problem_rows]
+        )
     if look_alikes is not None:
         summary["splits"] = {name: group.figures(ks) for name, group in splits.items()}
         summary["look_alikes"] = sorted(look_alikes)
     summary["config"] = config
     return summary, problem_rows, task_rows
+
+
+def problem_bootstrap_ci(
+    per_problem: Sequence[tuple[float, int]], *, resamples: int = 2_000, seed: int = 0
+) -> list[float]:
+    """95 % interval of the task-mean pass@1, resampling *problems* (``(passed tasks, tasks)``
+    each): the lines of one problem share its prompt and its tests, so they are not
+    independent draws, and an interval over tasks would be too narrow."""
+    import numpy as np
+
+    passed = np.asarray([p for p, _ in per_problem], dtype=float)
+    counts = np.asarray([c for _, c in per_problem], dtype=float)
+    picks = np.random.default_rng(seed).integers(0, len(passed), (resamples, len(passed)))
+    means = passed[picks].sum(axis=1) / counts[picks].sum(axis=1)
+    low, high = np.percentile(means, [2.5, 97.5])
+    return [float(low), float(high)]
+
+
+def _interval(ci: Any) -> str:
+    if not ci:
+        return ""
+    return f" (95% CI over problems {100 * ci[0]:.1f}–{100 * ci[1]:.1f}%)"
 
 
 def _percent(value: Any) -> str:
@@ -324,6 +349,7 @@ def format_infill(summary: dict[str, Any]) -> str:
         f", {scope}; {how}; n={summary['n']}, T={summary.get('temperature')}",
         "  "
         + "  ".join(f"pass@{k} {_percent(summary.get(f'pass@{k}'))}" for k in summary["ks"])
+        + _interval(summary.get("pass@1_ci"))
         + f"  exact match {_percent(summary.get('exact_match'))}"
         + f"  (mean over problems: pass@1 {_percent(summary.get('problem_mean_pass@1'))})",
     ]

@@ -98,6 +98,8 @@ def _resolve_prompting(args: argparse.Namespace, backend: Any) -> Any:
 
     if args.prefix_only:
         return Prompting(None)
+    if args.fim_template.strip().lower() == "none":
+        raise CommandError("--fim-template none: for left-to-right prompting pass --prefix-only")
     embedded = args.backend == ["embedded"]
     model_dir = args.model if args.model and Path(args.model).expanduser().is_dir() else None
     try:

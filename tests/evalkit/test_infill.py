@@ -38,7 +38,9 @@ def test_every_non_blank_line_of_every_solution_is_one_task(humaneval: Any) -> N
     assert len({task.problem.task_id for task in tasks}) == 164
     for task in tasks:
         problem = task.problem
-        assert task.prefix + task.middle + task.suffix == problem.prompt + problem.canonical_solution
+        assert (
+            task.prefix + task.middle + task.suffix == problem.prompt + problem.canonical_solution
+        )
         assert task.middle.strip() and "\n" not in task.middle
         assert task.prefix.endswith("\n") and task.suffix.startswith("\n")
     by_id = {task.task_id: task for task in tasks}
@@ -122,6 +124,8 @@ def test_fim_run_against_a_model_server_end_to_end(
     assert summary["pass@1"] == pytest.approx(2 / 8)
     assert summary["exact_match"] == pytest.approx(2 / 8)
     assert summary["problem_mean_pass@1"] == pytest.approx((1 / 7 + 1) / 2)
+    # Problems are resampled, not lines: with two problems the interval spans 1/7 to all.
+    assert summary["pass@1_ci"] == pytest.approx([1 / 7, 1.0])
     assert summary["coverage"]["denominator"] == "over 2 of 164 problems"
     assert summary["splits"]["look_alike"] == {
         "problems": 1,
@@ -144,7 +148,8 @@ def test_fim_run_against_a_model_server_end_to_end(
         "exact_match": 1.0,
     }
     assert "fill-in-the-middle (qwen template)" in printed
-    assert "pass@1 25.0%" in printed and "over 2 of 164 problems" in printed
+    assert "pass@1 25.0% (95% CI over problems 14.3–100.0%)" in printed
+    assert "over 2 of 164 problems (--problems: 2)" in printed
     assert "look-alike problems: 1 problems, 1 tasks, pass@1 100.0%" in printed
 
 
@@ -157,6 +162,8 @@ def test_a_model_without_fim_tokens_is_refused_unless_prefix_only(
         assert refused == 2
         assert "no fill-in-the-middle tokens" in err and "--prefix-only" in err
         assert backend.requests == []
+        assert main(infill_args(backend.url, tmp_path / "none", "--fim-template", "none")) == 2
+        assert "pass --prefix-only" in capsys.readouterr().err
         out = tmp_path / "prefix-only"
         assert main(infill_args(backend.url, out, "--prefix-only", "--no-progress")) == 0
         prompts = [p for body in backend.requests for p in body["prompt"]]
