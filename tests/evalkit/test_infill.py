@@ -151,6 +151,10 @@ def test_fim_run_against_a_model_server_end_to_end(
     assert "pass@1 25.0% (95% CI over problems 14.3–100.0%)" in printed
     assert "over 2 of 164 problems (--problems: 2)" in printed
     assert "look-alike problems: 1 problems, 1 tasks, pass@1 100.0%" in printed
+    # The run-based reports refuse it by name instead of misreading its files.
+    for command in (["report", str(out)], ["compare", str(out), str(out)]):
+        assert main(["eval", *command]) == 2
+        assert "is an `eval infill` run" in capsys.readouterr().err
 
 
 def test_a_model_without_fim_tokens_is_refused_unless_prefix_only(
