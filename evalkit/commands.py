@@ -1,6 +1,7 @@
 """``docomplete eval run / score / report`` and ``docomplete bench eval`` (see server/cli.py).
 
-The studies built on runs (sweep, compare, paraphrase, chained) live in evalkit/study_commands.py.
+The studies built on runs (sweep, compare, paraphrase, chained) live in evalkit/study_commands.py,
+the single-line infilling benchmark in evalkit/infill_commands.py.
 """
 
 from __future__ import annotations
@@ -84,6 +85,10 @@ def register(commands: argparse._SubParsersAction, bench: argparse._SubParsersAc
     from evalkit.study_commands import register as register_studies
 
     register_studies(evals)  # sweep, compare, paraphrase, chained
+
+    from evalkit.infill_commands import register as register_infill
+
+    register_infill(evals)  # single-line infilling
 
     bench_eval = bench.add_parser(
         "eval", help="full HumanEval end to end on the embedded model: wall time and pass@k"

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from evalkit.passk import DEFAULT_KS, pass_at_k
+from evalkit.run_dir import RunError, refuse_infill_run
 from evalkit.stats import PairedComparison, compare_paired, format_p
 
 SUMMARY_FILE = "summary.json"
@@ -53,10 +54,13 @@ def load_run_table(path: Path) -> RunTable:
         )
     try:
         summary = json.loads(summary_path.read_text())
+        refuse_infill_run(path, summary)
         rows = [json.loads(line) for line in rows_path.read_text().splitlines() if line.strip()]
         table = {str(row["task_id"]): row for row in rows}
         for row in rows:
             int(row["n"]), int(row["correct"])
+    except RunError as exc:
+        raise CompareError(str(exc)) from None
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise CompareError(
             f"{path}: damaged run files ({exc}); rerun `eval run` to rewrite them"

@@ -49,6 +49,10 @@ _IDENTITY_KEYS = (
     "timeout_s",
     "memory_mb",
     "samples_sha256",
+    # eval infill: how the hole is asked for, and which problems' lines are masked
+    "prompting",
+    "fim_template",
+    "problems",
 )
 
 
@@ -254,6 +258,17 @@ def load_run(path: Path) -> tuple[dict[str, Any], list[SampleRecord], list[dict[
             "(same settings) or `docomplete eval score`"
         )
     summary = json.loads(summary_path.read_text())
+    refuse_infill_run(path, summary)
     samples = [SampleRecord.from_json(r) for r in read_appended_records(path / SAMPLES_FILE)]
     results = read_appended_records(path / RESULTS_FILE)
     return summary, samples, results
+
+
+def refuse_infill_run(path: Path, summary: Any) -> None:
+    """Reports and comparisons read ``eval run`` directories; an ``eval infill`` one has other
+    files (one sample per masked line), so it gets a clear refusal rather than a traceback."""
+    if isinstance(summary, dict) and summary.get("kind") == "infill":
+        raise RunError(
+            f"{path} is an `eval infill` run: its figures are in {path / SUMMARY_FILE} and "
+            f"{path / PER_PROBLEM_FILE}; eval report and eval compare read `eval run` directories"
+        )

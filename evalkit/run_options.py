@@ -23,23 +23,7 @@ def add_generation_options(
     seed_help: str = "run seed (default: recorded one, or random)",
 ) -> None:
     """The options of `eval run` but --out (sweep, paraphrase and chained reuse them)."""
-    parser.add_argument(
-        "--backend",
-        nargs="+",
-        default=["embedded"],
-        metavar="embedded|URL",
-        help="'embedded' (in-process model) or one or more OpenAI-compatible server URLs",
-    )
-    parser.add_argument(
-        "--model",
-        help="model directory (embedded); for URL backends a local tokenizer directory or, "
-        "if not a directory, the model name the server expects",
-    )
-    parser.add_argument(
-        "--model-name",
-        help="the `model` field sent to URL backends (vLLM needs the name it serves); "
-        "default: the server's first /v1/models id",
-    )
+    add_backend_args(parser)
     if dataset:
         add_dataset_arg(parser)
     parser.add_argument("--n", type=int, default=200, help="samples per problem (default 200)")
@@ -68,6 +52,27 @@ def add_generation_options(
     )
     add_execution_args(parser)
     add_filter_n_arg(parser)
+
+
+def add_backend_args(parser: argparse.ArgumentParser) -> None:
+    """--backend, --model and --model-name: which model answers."""
+    parser.add_argument(
+        "--backend",
+        nargs="+",
+        default=["embedded"],
+        metavar="embedded|URL",
+        help="'embedded' (in-process model) or one or more OpenAI-compatible server URLs",
+    )
+    parser.add_argument(
+        "--model",
+        help="model directory (embedded); for URL backends a local tokenizer directory or, "
+        "if not a directory, the model name the server expects",
+    )
+    parser.add_argument(
+        "--model-name",
+        help="the `model` field sent to URL backends (vLLM needs the name it serves); "
+        "default: the server's first /v1/models id",
+    )
 
 
 def add_dataset_arg(parser: argparse.ArgumentParser) -> None:

@@ -44,6 +44,7 @@ __all__ = [
     "CODEX_STOPS",
     "EXEC_BATCH",
     "ExecutionSettings",
+    "ProgressBar",
     "RunConfig",
     "RunDirectory",
     "RunError",
@@ -104,7 +105,7 @@ def plan_calls(problems: Sequence[Problem], config: RunConfig) -> list[_Call]:
     return calls
 
 
-class _Progress:
+class ProgressBar:
     """tqdm bar over checked samples, with the running pass rate; silent when disabled."""
 
     def __init__(self, total: int, done: int, passed: int, enabled: bool) -> None:
@@ -151,7 +152,7 @@ async def _execute_pipeline(
     samples: dict[tuple[str, int], dict[str, Any]],
     results: dict[tuple[str, int], dict[str, Any]],
     execution: ExecutionSettings,
-    progress: _Progress,
+    progress: ProgressBar,
     generate: Callable[[Callable[[list[SampleRecord]], None]], Any] | None,
 ) -> None:
     """Check every sample lacking a verdict, overlapping with ``generate`` when given."""
@@ -277,7 +278,7 @@ async def run_generation(
         for call in plan_calls(problems, config)
         if any((t, i) not in samples for t in call.task_ids for i in call.sample_indices)
     ]
-    bar = _Progress(
+    bar = ProgressBar(
         total=len(wanted),
         done=len(results),
         passed=sum(bool(r.get("passed")) for r in results.values()),
@@ -381,7 +382,7 @@ async def run_scoring(
     results = dedupe_records(run_dir.load("results"), wanted)
     task_ids = {record.task_id for record in samples_records}
     problems = [problem for problem in dataset.problems if problem.task_id in task_ids]
-    bar = _Progress(
+    bar = ProgressBar(
         total=len(wanted),
         done=len(results),
         passed=sum(bool(r.get("passed")) for r in results.values()),

@@ -6,16 +6,18 @@ CodeGemma) or suffix first (Codestral). Each template knows its marker tokens, i
 tokens that end a middle (stop strings for servers that print special tokens) and model ids it
 goes by. ``find_fim_template`` picks a template from a tokenizer's vocabulary,
 ``template_for_model_id`` from a served model's name, ``fim_template_from_setting`` from the
-``fimTemplate`` setting; ``build_fim_prompt`` lays out the prompt. Pure string code: the model
-server uses it for OpenAI's ``suffix`` field, and the LSP server builds the same prompts for
-servers that take no ``suffix`` (vLLM, llama.cpp).
+``fimTemplate`` setting; ``build_fim_prompt`` lays out the prompt; ``resolve_fim_template``
+turns a setting plus a backend into a template (reading the tokenizer, or asking the server's
+``GET /v1/models``). The model server uses it for OpenAI's ``suffix`` field; the LSP server and
+evalkit's infilling benchmark build the same prompts for servers that take no ``suffix`` (vLLM,
+llama.cpp).
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Container, Iterable
+from collections.abc import Container, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -220,3 +222,70 @@ def _strings(items: Iterable[object]) -> list[str]:
         item if isinstance(item, str) else str(getattr(item, "get", lambda _k: "")("content"))
         for item in items
     ]
+
+
+# ----------------------------------------------------------------------------------------------
+# Which template a backend's model takes
+
+MODELS_TIMEOUT_S = 3.0
+
+
+class FimLookupError(RuntimeError):
+    """The model server could not be asked which model it serves (try again later)."""
+
+
+def _models_url(url: str) -> str:
+    base = url.rstrip("/")
+    return f"{base}/models" if base.endswith("/v1") else f"{base}/v1/models"
+
+
+def template_from_server(url: str, timeout_s: float = MODELS_TIMEOUT_S) -> FimTemplate | None:
+    """The template ``GET /v1/models`` points at: a ``fim_template`` field (docomplete's own
+    server names it), else the model id (``Qwen/Qwen2.5-Coder-7B`` → qwen), else None."""
+    import httpx
+
+    try:
+        body = httpx.get(_models_url(url), timeout=timeout_s).json()
+    except (httpx.HTTPError, ValueError) as exc:
+        raise FimLookupError(f"{url} did not list its models ({exc})") from exc
+    entries = body.get("data") if isinstance(body, dict) else None
+    for entry in entries if isinstance(entries, list) else []:
+        if not isinstance(entry, dict):
+            continue
+        named = entry.get("fim_template")
+        if isinstance(named, str):
+            try:
+                choice = fim_template_from_setting(named)
+            except ValueError:
+                choice = None
+            if isinstance(choice, FimTemplate):
+                return choice
+        if isinstance(entry.get("id"), str) and (found := template_for_model_id(entry["id"])):
+            return found
+    return None
+
+
+def resolve_fim_template(
+    setting: str, backend: Sequence[str], model_path: str | Path | None
+) -> FimTemplate | None:
+    """The template ``setting`` (``auto``, ``none``, a name or a custom string) means for this
+    backend (``("embedded",)`` or server URLs); blocking: reads files, may ask the server.
+
+    ``auto`` reads the special tokens of the tokenizer at ``model_path`` (for the embedded
+    backend, default: the bundled checkpoint), then asks a server's ``GET /v1/models``.
+    Raises ``ValueError`` for an unknown setting and :class:`FimLookupError` when ``auto``
+    needs a server that does not answer.
+    """
+    choice = fim_template_from_setting(setting)
+    if choice != "auto":
+        return choice if isinstance(choice, FimTemplate) else None
+    embedded = tuple(backend) == ("embedded",)
+    if model_path or embedded:
+        from model.paths import default_model_path
+
+        directory = model_path or default_model_path()
+        if (found := find_fim_template(tokenizer_vocabulary(directory))) is not None:
+            return found
+    if not embedded and backend:
+        return template_from_server(backend[0])
+    return None

@@ -16,76 +16,30 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from model.fim import (
-    FimTemplate,
-    build_fim_prompt,
-    fim_template_from_setting,
-    find_fim_template,
-    template_for_model_id,
-    tokenizer_vocabulary,
-)
+from model.fim import FimLookupError, FimTemplate, build_fim_prompt
+from model.fim import resolve_fim_template as resolve_model_fim_template
 from server.context import CompletionSite
 
 logger = logging.getLogger(__name__)
 
 SUFFIX_SHARE = 0.25
-MODELS_TIMEOUT_S = 3.0
 
-
-def _models_url(url: str) -> str:
-    base = url.rstrip("/")
-    return f"{base}/models" if base.endswith("/v1") else f"{base}/v1/models"
-
-
-class FimLookupError(RuntimeError):
-    """The model server could not be asked which model it serves (try again later)."""
-
-
-def _template_from_server(url: str) -> FimTemplate | None:
-    """The template ``GET /v1/models`` points at: a ``fim_template`` field, else the model id."""
-    import httpx
-
-    try:
-        body = httpx.get(_models_url(url), timeout=MODELS_TIMEOUT_S).json()
-    except (httpx.HTTPError, ValueError) as exc:
-        raise FimLookupError(f"{url} did not list its models ({exc})") from exc
-    entries = body.get("data") if isinstance(body, dict) else None
-    for entry in entries if isinstance(entries, list) else []:
-        if not isinstance(entry, dict):
-            continue
-        named = entry.get("fim_template")
-        if isinstance(named, str) and isinstance(
-            choice := fim_template_from_setting(named), FimTemplate
-        ):
-            return choice
-        if isinstance(entry.get("id"), str) and (found := template_for_model_id(entry["id"])):
-            return found
-    return None
+__all__ = ["FimLookupError", "build_site_fim_prompt", "resolve_fim_template"]
 
 
 def resolve_fim_template(
     setting: str, backend: tuple[str, ...], model_path: str | None
 ) -> FimTemplate | None:
-    """The template to use for this backend (blocking: reads files, may ask the server).
+    """The template to use for this backend (blocking: reads files, may ask the server); an
+    invalid setting is logged and means the left-to-right prompt.
 
     Raises :class:`FimLookupError` when ``auto`` needs a server that does not answer.
     """
     try:
-        choice = fim_template_from_setting(setting)
+        return resolve_model_fim_template(setting, backend, model_path)
     except ValueError as exc:
         logger.warning("%s; using the left-to-right prompt", exc)
         return None
-    if choice != "auto":
-        return choice if isinstance(choice, FimTemplate) else None
-    if model_path or backend == ("embedded",):
-        from model.paths import default_model_path
-
-        directory = model_path or str(default_model_path())
-        if (found := find_fim_template(tokenizer_vocabulary(directory))) is not None:
-            return found
-    if backend != ("embedded",):
-        return _template_from_server(backend[0])
-    return None
 
 
 def _fit_lines(text: str, budget: int, count: Callable[[str], int], *, from_end: bool) -> str:
