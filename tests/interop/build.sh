@@ -41,10 +41,8 @@ mkdir -p "$CACHE"
 if [[ ! -f "$CACHE/sdist/$SDIST_NAME" ]]; then
   say "downloading the llama-cpp-python==$VERSION sdist"
   rm -rf "$CACHE/sdist.tmp" && mkdir -p "$CACHE/sdist.tmp"
-  "$PYTHON" -m pip download -q --no-binary :all: --no-deps --no-build-isolation \
-    "llama-cpp-python==$VERSION" -d "$CACHE/sdist.tmp" 2>/dev/null \
-    || "$PYTHON" -m pip download -q --no-binary :all: --no-deps \
-      "llama-cpp-python==$VERSION" -d "$CACHE/sdist.tmp"
+  "$PYTHON" -m pip download -q --disable-pip-version-check --no-binary :all: --no-deps \
+    "llama-cpp-python==$VERSION" -d "$CACHE/sdist.tmp"
   rm -rf "$CACHE/sdist" && mv "$CACHE/sdist.tmp" "$CACHE/sdist"
 fi
 
