@@ -74,7 +74,8 @@ def llama_server_command(
     threads: int = 2,
     context: int = 1024,
 ) -> list[str]:
-    """``llama-server`` serving ``gguf`` with ``parallel`` slots of ``context`` tokens each."""
+    """``llama-server`` serving ``gguf`` with ``parallel`` slots of ``context`` tokens each,
+    sampling with temperature and top-p only."""
     return [
         str(server),
         *("-m", str(gguf)),
@@ -82,6 +83,9 @@ def llama_server_command(
         *("--parallel", str(parallel)),
         *("-c", str(context * parallel)),
         *("-t", str(threads)),
+        # Its defaults add top-k 40 and min-p 0.05 to temperature/top-p, which the OpenAI
+        # subset cannot switch off per request: sample as `docomplete serve` does.
+        *("--top-k", "0", "--min-p", "0"),
     ]
 
 

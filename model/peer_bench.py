@@ -6,8 +6,8 @@ then each server runs alone on 127.0.0.1 — ours first, then llama-server with 
 temperature, top-p, max tokens, the Codex stop strings, a seed per prompt), all requests in
 flight at once, after one small warm-up request. Throughput is generated tokens (the servers'
 ``usage.completion_tokens``) per second of wall time from the first request to the last answer.
-llama-server also gets ``top_k: 0, min_p: 0`` so that it samples from the same distribution as
-ours (its defaults are top-k 40 and min-p 0.05).
+llama-server runs with ``--top-k 0 --min-p 0`` so that it samples from the same distribution as
+ours (its defaults add top-k 40 and min-p 0.05).
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ class PeerJob:
     top_p: float
     seed: int
 
-    def body(self, index: int, extra: dict[str, Any]) -> dict[str, Any]:
+    def body(self, index: int) -> dict[str, Any]:
         return {
             "prompt": self.prompts[index],
             "n": self.n,
@@ -51,7 +51,6 @@ class PeerJob:
             "top_p": self.top_p,
             "stop": list(HUMANEVAL_STOPS),
             "seed": self.seed + index,
-            **extra,
         }
 
 
@@ -67,18 +66,15 @@ class PeerSide:
         return self.generated_tokens / self.seconds if self.seconds > 0 else 0.0
 
 
-async def _run_job(url: str, job: PeerJob, extra: dict[str, Any], name: str) -> PeerSide:
+async def _run_job(url: str, job: PeerJob, name: str) -> PeerSide:
     import httpx
 
     async with httpx.AsyncClient(base_url=url, timeout=httpx.Timeout(900.0)) as client:
-        warm = {**job.body(0, extra), "n": 2, "max_tokens": 8}
+        warm = {**job.body(0), "n": 2, "max_tokens": 8}
         (await client.post("/v1/completions", json=warm)).raise_for_status()
         start = time.perf_counter()
         answers = await asyncio.gather(
-            *(
-                client.post("/v1/completions", json=job.body(i, extra))
-                for i in range(len(job.prompts))
-            )
+            *(client.post("/v1/completions", json=job.body(i)) for i in range(len(job.prompts)))
         )
         seconds = time.perf_counter() - start
     tokens = choices = 0
@@ -130,7 +126,7 @@ def run_peer_bench(
             health="/health",
             log_path=logs / "docomplete-serve.log",
         ) as url:
-            ours = asyncio.run(_run_job(url, job, {}, "docomplete serve"))
+            ours = asyncio.run(_run_job(url, job, "docomplete serve"))
         print(f"  docomplete serve: {ours.tokens_per_s:,.0f} tokens/s", file=sys.stderr)
 
         port = free_port()
@@ -140,7 +136,7 @@ def run_peer_bench(
         with running_server(
             command, port, health="/health", log_path=logs / "llama-server.log"
         ) as url:
-            peer = asyncio.run(_run_job(url, job, {"top_k": 0, "min_p": 0.0}, "llama-server"))
+            peer = asyncio.run(_run_job(url, job, "llama-server"))
         print(f"  llama-server: {peer.tokens_per_s:,.0f} tokens/s", file=sys.stderr)
 
     ratio = ours.tokens_per_s / peer.tokens_per_s if peer.tokens_per_s else 0.0

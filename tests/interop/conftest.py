@@ -23,6 +23,9 @@ RUNS = Path(__file__).resolve().parents[2] / "runs" / "interop"
 #: llama-server's slots in these tests (below the n the LSP and eval ask for: the client must
 #: adapt to the server's limit).
 PARALLEL = 2
+#: One thread per server: on a shared 2-core machine ggml's spinning thread pool slows to seconds
+#: per token once its two threads do not both get a core.
+THREADS = 1
 
 
 @pytest.fixture(scope="session")
@@ -77,12 +80,17 @@ def context_length(model_dir: Path) -> int:
 def llama_server(
     llama_build, gguf_file: Path, context_length: int, runs_dir: Path
 ) -> Iterator[str]:
-    """Base URL of ``llama-server -m model.gguf --parallel 2 -t 2``."""
+    """Base URL of ``llama-server -m model.gguf --parallel 2 -t 1``."""
     from model.interop import free_port, llama_server_command, running_server
 
     port = free_port()
     command = llama_server_command(
-        llama_build.llama_server, gguf_file, port, parallel=PARALLEL, context=context_length
+        llama_build.llama_server,
+        gguf_file,
+        port,
+        parallel=PARALLEL,
+        threads=THREADS,
+        context=context_length,
     )
     with running_server(
         command, port, health="/health", log_path=runs_dir / "llama-server.log"

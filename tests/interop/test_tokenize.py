@@ -70,17 +70,20 @@ def test_every_humaneval_prompt_tokenises_as_in_transformers(
         if e != g
     ]
     assert mismatched == [], f"{len(mismatched)} of {len(texts)} differ: {mismatched[:5]}"
-    assert got["detokenized"] == texts
+    # (Not compared: llama-cpp-python's detokenize reads each token into a 32-byte buffer, so
+    # tokens longer than that — runs of 33+ spaces — come back wrong. llama-server is right.)
 
 
-def test_llama_server_tokenize_agrees(model_dir: Path, llama_server: str) -> None:
-    prompts = humaneval_prompts(164)
-    expected = _hf_ids(model_dir, prompts)
+def test_llama_server_tokenizes_and_detokenizes_alike(model_dir: Path, llama_server: str) -> None:
+    texts = humaneval_prompts(164) + TRICKY
+    expected = _hf_ids(model_dir, texts)
     with httpx.Client(base_url=llama_server, timeout=60) as client:
-        for prompt, ids in zip(prompts, expected, strict=True):
-            answer = client.post("/tokenize", json={"content": prompt, "add_special": True})
+        for text, ids in zip(texts, expected, strict=True):
+            answer = client.post("/tokenize", json={"content": text, "add_special": True})
             assert answer.status_code == 200
             assert answer.json()["tokens"] == ids
+            back = client.post("/detokenize", json={"tokens": ids})
+            assert back.json()["content"] == text
 
 
 def test_fim_and_special_tokens_are_single_control_tokens(
