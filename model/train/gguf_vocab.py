@@ -54,8 +54,7 @@ def _refuse(path: Path, what: str) -> CommandError:
     return CommandError(
         f"{path}: {what}; llama.cpp could not tokenise like transformers. Export a model whose "
         "tokenizer.json uses Llama 3's split regex + ByteLevel(use_regex=False) with "
-        "ignore_merges (llama.cpp's 'llama-bpe' preset), e.g. one trained with "
-        "`docomplete train tokenizer`"
+        "ignore_merges (llama.cpp's 'llama-bpe' preset)"
     )
 
 

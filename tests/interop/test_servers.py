@@ -67,7 +67,8 @@ def test_eval_run_against_the_server(
 @pytest_lsp.fixture(config=SERVER, params=list(SERVERS))
 async def client(request: Any, lsp_client: LanguageClient, model_dir: Path) -> Any:
     url = _url(request, request.param)
-    options = {"backend": url, "modelPath": str(model_dir), "n": 4}
+    # A generous timeout: a 2-core machine shared with training decodes a few tokens/s.
+    options = {"backend": url, "modelPath": str(model_dir), "n": 4, "requestTimeout": 600}
     lsp_client.set_configuration({"docomplete": {}})
     await lsp_client.initialize_session(
         types.InitializeParams(
@@ -85,7 +86,8 @@ async def test_lsp_session_gets_ranked_candidates(client: LanguageClient) -> Non
     answer = await custom_request(client, "docomplete/candidates", params)
     candidates = answer["candidates"]
     assert answer["function"] == "reverse_words"
-    assert 1 <= len(candidates) <= 4
+    assert answer["timingsMs"]["sample"] > 0  # the server was asked (and answered)
+    assert 1 <= len(candidates) <= 4  # a model too weak to write one valid body fails here
     for candidate in candidates:
         assert candidate["function"].startswith("def reverse_words(sentence):")
         assert isinstance(candidate["meanLogprob"], float)
@@ -103,12 +105,15 @@ async def test_lsp_session_gets_ranked_candidates(client: LanguageClient) -> Non
 
 
 # --------------------------------------------------------------------------- response shapes
-def skeleton(value: Any) -> Any:
-    """The JSON's structure: keys, and a type name for every leaf (first list item only)."""
+def skeleton(value: Any, parent: str = "") -> Any:
+    """The JSON's structure: keys, and a type name for every leaf (first list item only).
+    Classic ``top_logprobs`` entries map token text to a number: their keys become ``*``."""
     if isinstance(value, dict):
-        return {key: skeleton(item) for key, item in value.items()}
+        if parent == "top_logprobs" and all(isinstance(v, float | int) for v in value.values()):
+            return {"*": "number"} if value else {}
+        return {key: skeleton(item, key) for key, item in value.items()}
     if isinstance(value, list):
-        return [skeleton(value[0])] if value else []
+        return [skeleton(value[0], parent)] if value else []
     if isinstance(value, bool):
         return "bool"
     if isinstance(value, int | float):
