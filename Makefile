@@ -9,7 +9,7 @@ export TRANSFORMERS_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: setup sysdeps test lint typecheck pytest demo bench vsix clean
+.PHONY: setup sysdeps test lint typecheck pytest demo bench interop vsix clean
 
 $(VENV)/.installed: pyproject.toml
 	@test -x $(PY) || python3 -m venv $(VENV)
@@ -44,6 +44,16 @@ bench: setup
 	$(BIN)/docomplete bench sampling --json runs/bench/sampling.json
 	$(BIN)/docomplete bench sandbox --json runs/bench/sandbox.json
 	$(BIN)/docomplete bench lsp --json runs/bench/lsp.json
+
+# Real llama.cpp interop (not part of `make test`): builds llama.cpp's llama-server and
+# llama-cpp-python[server] from the PyPI sdist once into $DOCOMPLETE_INTEROP_CACHE (default
+# ~/.cache/docomplete/interop; 10-20 min on 2 cores the first time, seconds afterwards), runs
+# tests/interop against both servers, then `bench peer`. DOCOMPLETE_INTEROP_MODEL picks the model
+# (default: the bundled one; its tokenizer must map to a llama.cpp preset).
+interop: setup
+	bash tests/interop/build.sh
+	DOCOMPLETE_INTEROP=1 $(BIN)/pytest -q -p no:cacheprovider tests/interop
+	$(BIN)/docomplete bench peer $(if $(DOCOMPLETE_INTEROP_MODEL),--model $(DOCOMPLETE_INTEROP_MODEL)) --json runs/bench/peer.json
 
 # The VS Code extension package: editors/vscode/docomplete-<version>.vsix (needs node + npm).
 vsix:

@@ -1,5 +1,5 @@
 """Subcommands contributed to the ``docomplete`` CLI (see server/cli.py): serve, complete,
-bench sampling."""
+bench sampling, bench peer."""
 
 from __future__ import annotations
 
@@ -69,6 +69,27 @@ def register(commands: argparse._SubParsersAction, bench: argparse._SubParsersAc
     sampling.add_argument("--seed", type=int, default=0)
     sampling.add_argument("--json", type=Path, help="write figures here")
     sampling.set_defaults(func=run_bench_sampling)
+
+    peer = bench.add_parser(
+        "peer",
+        help="docomplete serve vs llama.cpp's llama-server, same model, tokens/s",
+        description="Export the model to GGUF, then run `docomplete serve` and `llama-server "
+        "--parallel P -t T` one after the other on the same HumanEval prompts. Needs the "
+        "llama.cpp build of `make interop`.",
+    )
+    peer.add_argument("--model", type=Path, help="model directory (default: bundled model)")
+    peer.add_argument("--gguf", type=Path, help="use this GGUF of the model (default: export)")
+    peer.add_argument("--n", type=int, default=20, help="samples per prompt")
+    peer.add_argument("--prompts", type=int, default=20, help="first N HumanEval prompts")
+    peer.add_argument("--max-tokens", type=int, default=128)
+    peer.add_argument("--temperature", type=float, default=0.8)
+    peer.add_argument("--top-p", type=float, default=0.95)
+    peer.add_argument("--parallel", type=int, default=20, help="llama-server --parallel")
+    peer.add_argument("--threads", type=int, default=2, help="llama-server -t")
+    peer.add_argument("--seed", type=int, default=0)
+    peer.add_argument("--logs", type=Path, help="keep both servers' logs in this directory")
+    peer.add_argument("--json", type=Path, help="write figures here")
+    peer.set_defaults(func=run_bench_peer)
 
 
 def _model_dir(path: Path | None) -> Path:
@@ -179,6 +200,40 @@ def run_bench_sampling(args: argparse.Namespace) -> int:
         top_p=args.top_p,
         seed=args.seed,
         json_path=str(args.json) if args.json else None,
+    )
+    return 0
+
+
+def run_bench_peer(args: argparse.Namespace) -> int:
+    from model.cli_support import CommandError
+    from model.interop import find_build
+    from model.peer_bench import run_peer_bench
+
+    if min(args.n, args.prompts, args.max_tokens, args.parallel, args.threads) < 1:
+        raise CommandError("--n, --prompts, --max-tokens, --parallel and --threads must be >= 1")
+    if args.n > args.parallel:
+        raise CommandError(
+            f"--n {args.n} is above --parallel {args.parallel}: llama-server "
+            "refuses n above its slot count; raise --parallel"
+        )
+    if not (args.temperature > 0 and 0 < args.top_p <= 1):
+        raise CommandError("--temperature must be > 0 and --top-p in (0, 1]")
+    if args.gguf is not None and not args.gguf.is_file():
+        raise CommandError(f"no GGUF at {args.gguf}: pass an existing --gguf file or leave it out")
+    run_peer_bench(
+        _model_dir(args.model),
+        find_build(),
+        gguf=args.gguf,
+        n=args.n,
+        prompt_count=args.prompts,
+        max_tokens=args.max_tokens,
+        temperature=args.temperature,
+        top_p=args.top_p,
+        parallel=args.parallel,
+        threads=args.threads,
+        seed=args.seed,
+        json_path=str(args.json) if args.json else None,
+        log_dir=args.logs,
     )
     return 0
 

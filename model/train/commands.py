@@ -1,4 +1,4 @@
-"""``docomplete train …``: corpus, tokenizer, tokenize, pretrain, data sets, finetune, sample.
+"""``docomplete train …``: corpus → tokenizer → pretrain → data → finetune, sample, export-gguf.
 
 The recipes are heavy (torch, transformers, tokenizers); they are imported inside the handlers so
 the light ``docomplete`` entry point never loads them.
@@ -138,6 +138,24 @@ def register(commands: argparse._SubParsersAction, bench: argparse._SubParsersAc
     sample.add_argument("--limit", type=int)
     sample.add_argument("--seed", type=int, default=0)
     sample.set_defaults(func=_cmd_sample)
+
+    gguf = sub.add_parser(
+        "export-gguf",
+        help="write a Llama model directory as one GGUF file for llama.cpp",
+        description="Convert a LlamaForCausalLM directory (safetensors + tokenizer.json) to "
+        "GGUF with the `gguf` package. The tokenizer must use a pre-tokenizer llama.cpp has "
+        "as a preset (Llama 3's split regex, 'llama-bpe'); anything else is refused, since "
+        "llama.cpp would tokenise differently.",
+    )
+    gguf.add_argument("model_dir", type=Path, metavar="MODEL_DIR")
+    gguf.add_argument("out", type=Path, metavar="OUT.gguf")
+    gguf.add_argument(
+        "--outtype",
+        choices=("f32", "f16", "bf16"),
+        default="f32",
+        help="type of the 2-D tensors; norms stay f32 (default: %(default)s)",
+    )
+    gguf.set_defaults(func=_cmd_export_gguf)
 
 
 def _help(parser: argparse.ArgumentParser) -> int:
@@ -394,6 +412,21 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
     except (ValueError, RuntimeError) as exc:
         raise CommandError(str(exc)) from exc
     print(f"finetune finished at step {result['step']} of {result['max_steps']}")
+    return 0
+
+
+def _cmd_export_gguf(args: argparse.Namespace) -> int:
+    try:
+        import gguf  # noqa: F401
+    except ImportError as exc:
+        raise CommandError(
+            "the `gguf` package is missing: pip install -e '.[model]' (it pins gguf)"
+        ) from exc
+    from model.train.gguf_export import export_gguf
+
+    _require(args.model_dir / "config.json", "model", "pass a Hugging Face model directory")
+    result = export_gguf(args.model_dir, args.out, out_type=args.outtype)
+    print(json.dumps(result))
     return 0
 
 
