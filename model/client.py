@@ -421,17 +421,14 @@ class InProcessBackend:
             return self._engine
 
     async def warm_up(self, params: SamplingParams) -> None:
-        """Load the engine, then generate a few tokens at ``params``' shape so the first
-        request does not pay first-call costs (allocations, kernel set-up), unless a request
-        already ran: one that arrived during the load goes first, not behind this warm-up."""
+        """Load the engine, then pay first-call costs with a short generation at ``params``'
+        shape, unless a request submitted meanwhile already ran (one worker: it goes first)."""
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(self._executor, self._get_engine)
-        # Queued behind any request submitted meanwhile (one worker, first come first served).
         await loop.run_in_executor(self._executor, self._warm_generate, params)
 
     def _warm_generate(self, params: SamplingParams) -> None:
-        engine = self._get_engine()
-        if engine.stats.prefill_calls == 0:
+        if (engine := self._get_engine()).stats.prefill_calls == 0:
             engine.generate(['def warm_up(a, b):\n    """Add a and b."""\n'], params)
 
     def _generate(
