@@ -420,6 +420,17 @@ class InProcessBackend:
                     raise BackendUnavailable(str(exc)) from exc
             return self._engine
 
+    async def warm_up(self, params: SamplingParams) -> None:
+        """Load the engine, then pay first-call costs with a short generation at ``params``'
+        shape, unless a request submitted meanwhile already ran (one worker: it goes first)."""
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._executor, self._get_engine)
+        await loop.run_in_executor(self._executor, self._warm_generate, params)
+
+    def _warm_generate(self, params: SamplingParams) -> None:
+        if (engine := self._get_engine()).stats.prefill_calls == 0:
+            engine.generate(['def warm_up(a, b):\n    """Add a and b."""\n'], params)
+
     def _generate(
         self, prompts: list[str], params: SamplingParams, cancel: threading.Event
     ) -> list[list[Candidate]]:

@@ -1,10 +1,12 @@
 """``docomplete bench sampling``: our engine vs Hugging Face ``generate`` on HumanEval prompts.
 
-Both sides get the same model, prompts and sampling settings (n samples per prompt, temperature,
+Both sides get the same checkpoint, prompts and sampling settings (n samples per prompt, temperature,
 top-p, max new tokens, the Codex stop strings) in the same process, one after the other. The
 baseline is what a user would write: ``model.generate(num_return_sequences=n, do_sample=True,
 stop_strings=…, tokenizer=…)`` once per prompt. Throughput counts generated tokens (sampled
 tokens up to each sequence's end, stop-string tokens included) per second of wall time.
+Our side is the engine as the editor loads it (its torch-only Llama when the checkpoint allows);
+the baseline's model and tokenizer are loaded through transformers.
 """
 
 from __future__ import annotations
@@ -50,7 +52,8 @@ def run_ours(engine: Any, prompts: list[str], params: Any) -> SideResult:
 
 
 def run_hf_generate(engine: Any, prompts: list[str], params: Any) -> SideResult:
-    """The baseline: ``model.generate(num_return_sequences=n)`` per prompt, same settings."""
+    """The baseline: ``model.generate(num_return_sequences=n)`` per prompt, same settings
+    (``engine`` loaded with ``implementation="transformers"``)."""
     import torch
 
     model, tokenizer = engine.model, engine.tokenizer
@@ -113,6 +116,11 @@ def run_sampling_bench(
             print(note)
     try:
         engine = Engine.load(model_path)
+        reference = (
+            engine
+            if engine.implementation == "transformers"
+            else Engine.load(model_path, implementation="transformers")
+        )
         prompts = humaneval_prompts(prompt_count)
         params = SamplingParams(
             n=n,
@@ -125,10 +133,10 @@ def run_sampling_bench(
         # Warm both paths once (allocator, kernels, lazy imports) outside the timed runs.
         warm = SamplingParams(n=2, temperature=temperature, top_p=top_p, max_tokens=4, seed=seed)
         run_ours(engine, prompts[:1], warm)
-        run_hf_generate(engine, prompts[:1], warm)
+        run_hf_generate(reference, prompts[:1], warm)
         ours = run_ours(engine, prompts, params)
         print(f"  docomplete engine: {ours.tokens_per_s:,.0f} tokens/s", file=sys.stderr)
-        baseline = run_hf_generate(engine, prompts, params)
+        baseline = run_hf_generate(reference, prompts, params)
         print(f"  HF generate: {baseline.tokens_per_s:,.0f} tokens/s", file=sys.stderr)
     finally:
         if temp_dir is not None:

@@ -118,8 +118,11 @@ def build_tiny_model(
     intermediate_size: int | None = None,
     seed: int = 0,
     extra_special_tokens: Sequence[str] = (),
+    tie_word_embeddings: bool = False,
+    max_shard_size: str | None = None,
 ) -> Path:
-    """Write a tiny random ``LlamaForCausalLM`` + tokenizer into ``path`` and return it."""
+    """Write a tiny random ``LlamaForCausalLM`` + tokenizer into ``path`` and return it
+    (``max_shard_size``, e.g. ``"100KB"``: weights split over several safetensors files)."""
     import torch
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
@@ -138,7 +141,7 @@ def build_tiny_model(
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
-        tie_word_embeddings=False,
+        tie_word_embeddings=tie_word_embeddings,
     )
     torch.manual_seed(seed)
     model = LlamaForCausalLM(config)
@@ -147,5 +150,8 @@ def build_tiny_model(
     # float rounding, while sampling still produces varied text.
     with torch.no_grad():
         model.lm_head.weight.normal_(0.0, 0.3)
-    model.save_pretrained(str(path))
+    if max_shard_size is None:
+        model.save_pretrained(str(path))
+    else:
+        model.save_pretrained(str(path), max_shard_size=max_shard_size)
     return path

@@ -171,10 +171,12 @@ class CompletionPipeline:
         try:
             backend = await self.backend(config)
             if config.backend == ("embedded",):
-                await backend.complete(
-                    ['def warm_up(a, b):\n    """Add a and b."""\n'],
-                    SamplingParams(n=config.n, temperature=config.temperature, max_tokens=4),
-                )
+                params = SamplingParams(n=config.n, temperature=config.temperature, max_tokens=4)
+                warm_up = getattr(backend, "warm_up", None)
+                if warm_up is not None:  # the in-process engine: a waiting request goes first
+                    await warm_up(params)
+                else:
+                    await backend.complete(['def warm_up(a, b):\n    """Add a and b."""\n'], params)
         except BackendError as exc:
             self.health.record_failure(exc)
             return exc

@@ -1,8 +1,11 @@
 """The inference engine: batched sampling over a local Hugging Face causal LM (heavy tier).
 
-Modules: ``core`` (the ``Engine``: loading, batching, prefill, the decode loop), ``kv_cache``
-(the cache layers), ``attention`` (shared-prefix attention), ``sampling`` (token choice, stop
-strings), ``records`` (requests, results, errors). Import the public names from here.
+Modules: ``core`` (the ``Engine``: batching, prefill, the decode loop), ``loading`` (which
+implementation loads a directory), ``llama`` + ``tokenizer`` (a torch-only Llama and a
+``tokenizers``-only tokenizer, so plain Llama checkpoints load without transformers),
+``kv_cache`` (the cache layers), ``attention`` (shared-prefix attention), ``sampling`` (token
+choice, stop strings), ``records`` (requests, results, errors). Import the public names from
+here.
 
 What makes it faster than a loop over ``model.generate``:
 

@@ -43,11 +43,20 @@ def shared_prefix_attention(
         return sdpa_attention_forward(
             module, query, key, value, attention_mask, scaling=scaling, **kwargs
         )
+    scale = scaling if scaling is not None else query.shape[-1] ** -0.5
+    return shared_prefix_decode(layer, query, scale), None
+
+
+def shared_prefix_decode(layer: Any, query: torch.Tensor, scale: float) -> torch.Tensor:
+    """One decode step's attention for (B, H, 1, D) queries over ``layer`` (a
+    ``SharedPrefixLayer`` after ``share``): its prompts' keys plus each row's generated keys.
+
+    Returns (B, 1, H, D), the layout attention functions hand back to the model.
+    """
     rows, q_heads, _, dim = query.shape  # (B, H, 1, D)
     prompt_keys, prompt_values = layer.prompt_keys, layer.prompt_values  # (P, Hkv, Lp, D) each
     prompts, kv_heads, _, _ = prompt_keys.shape
     group = q_heads // kv_heads  # query heads per key/value head (GQA)
-    scale = scaling if scaling is not None else dim**-0.5
     q = query.reshape(rows, kv_heads, group, dim)  # (B, Hkv, G, D)
 
     # Prompt part: gather each prompt's rows into one block so its keys are read once.
@@ -92,7 +101,7 @@ def shared_prefix_attention(
     out = (prompt_out * prompt_scale + gen_out * gen_scale) / (
         prompt_sum * prompt_scale + gen_sum * gen_scale
     )  # (B, Hkv, G, D)
-    return out.to(query.dtype).reshape(rows, 1, q_heads, dim), None  # (B, 1, H, D) like SDPA
+    return out.to(query.dtype).reshape(rows, 1, q_heads, dim)  # (B, 1, H, D) like SDPA
 
 
 def enable_shared_prefix(model: Any) -> bool:

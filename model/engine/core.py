@@ -15,8 +15,8 @@ import torch
 
 from model.engine.attention import ACTIVE, enable_shared_prefix
 from model.engine.batching import PADDING_WASTE_LIMIT, length_buckets
-from model.engine.gc_pause import collection_paused
 from model.engine.kv_cache import make_cache
+from model.engine.loading import chosen_implementation, load_model
 from model.engine.records import (
     DecodeRow,
     EngineLoadError,
@@ -92,7 +92,11 @@ class Engine:
         # old name, so pick whichever this model's forward accepts.
         forward_params = inspect.signature(model.forward).parameters
         self._cache_kwarg = "cache" if "cache" in forward_params else "past_key_values"
-        self.shared_prefix = shared_prefix and enable_shared_prefix(model)
+        # The engine's own Llama (``model.engine.llama``) builds its caches and reads the shared
+        # prompts itself; a transformers model gets our attention function registered.
+        self._own_model = hasattr(model, "new_cache")
+        self.implementation = "torch" if self._own_model else "transformers"
+        self.shared_prefix = shared_prefix and (self._own_model or enable_shared_prefix(model))
         self.thread_tuner: ThreadTuner | None = None  # set by ``load(threads="auto")``
 
     # ------------------------------------------------------------------ loading
@@ -105,6 +109,7 @@ class Engine:
         *,
         shared_prefix: bool = True,
         threads: int | str | None = None,
+        implementation: str | None = None,
     ) -> Engine:
         """Load a local Hugging Face causal-LM directory; never downloads.
 
@@ -112,10 +117,10 @@ class Engine:
         it in attention (the portable path, used automatically for unknown architectures).
         ``threads`` sets torch's CPU threads for this process (default: at most one per core);
         ``"auto"`` lets a ``ThreadTuner`` choose between one per core and one while decoding.
+        ``implementation``: ``"torch"`` (the engine's own Llama, no transformers import),
+        ``"transformers"``, or ``"auto"`` (the first when the checkpoint allows it); default
+        ``$DOCOMPLETE_MODEL_IMPL`` or auto (see ``model.engine.loading``).
         """
-        with collection_paused():
-            from transformers import AutoModelForCausalLM, AutoTokenizer
-
         path = Path(path).expanduser()
         if not (path / "config.json").is_file():
             raise EngineLoadError(
@@ -128,18 +133,10 @@ class Engine:
             raise EngineLoadError(f"bad device {device!r}: use auto, cpu or cuda ({exc})") from exc
         if dev.type == "cuda" and not torch.cuda.is_available():
             raise EngineLoadError("CUDA is not available on this machine: use --device auto or cpu")
-        try:
-            with collection_paused():
-                tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
-                model = AutoModelForCausalLM.from_pretrained(
-                    str(path), local_files_only=True, dtype=dtype or default_dtype
-                )
-        except Exception as exc:  # transformers raises many types; the user needs one line
-            first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            raise EngineLoadError(
-                f"cannot load the model in {path}: {first_line} "
-                "(is it a complete Hugging Face causal-LM directory?)"
-            ) from exc
+        loaded = load_model(
+            path, dev, dtype or default_dtype, chosen_implementation(implementation)
+        )
+        model = loaded.model
         # transformers declares ``to`` with ``@wraps(torch.nn.Module.to)``, which makes mypy
         # read the device as the unbound ``self``; the call itself is the documented one.
         model.to(dev).eval()  # type: ignore[arg-type]
@@ -148,7 +145,7 @@ class Engine:
             torch.set_num_threads(max(1, threads))
         elif dev.type == "cpu" and torch.get_num_threads() > cores:
             torch.set_num_threads(cores)
-        engine = cls(model, tokenizer, name=path.name, shared_prefix=shared_prefix)
+        engine = cls(model, loaded.tokenizer, name=path.name, shared_prefix=shared_prefix)
         if threads == "auto" and dev.type == "cpu" and torch.get_num_threads() > 1:
             engine.thread_tuner = ThreadTuner((torch.get_num_threads(), 1))
         return engine
@@ -424,7 +421,7 @@ class Engine:
                 keys[index, :, width - layer.prompt_keys.shape[2] :] = layer.prompt_keys
                 values[index, :, width - layer.prompt_values.shape[2] :] = layer.prompt_values
         assert all_logits is not None and all_mask is not None  # prompt_ids is never empty
-        cache = make_cache(self.model.config, kind, reserve_tokens)
+        cache = self._new_cache(kind, reserve_tokens)
         for layer, (keys, values) in zip(cache.layers, merged, strict=True):
             layer.lazy_initialization(keys, values)
             layer.prompt_keys, layer.prompt_values = keys, values
@@ -443,7 +440,7 @@ class Engine:
             mask[i, width - len(ids) :] = 1
         # Padding positions get id 0 (masked anyway); real tokens count from 0.
         position_ids = (mask.cumsum(dim=1) - 1).clamp(min=0)  # (P, L)
-        cache = make_cache(self.model.config, kind, reserve_tokens)
+        cache = self._new_cache(kind, reserve_tokens)
         out = self.model(
             input_ids=batch.to(self.device),  # (P, L)
             attention_mask=mask.to(self.device),
@@ -455,6 +452,11 @@ class Engine:
         self.stats.prefill_calls += 1
         self.stats.prefill_tokens += int(mask.sum())
         return out.logits[:, -1, :].float(), cache, mask.to(self.device)
+
+    def _new_cache(self, kind: str, reserve_tokens: int) -> Any:
+        if self._own_model:
+            return self.model.new_cache(kind, reserve_tokens)
+        return make_cache(self.model.config, kind, reserve_tokens)
 
     #: The decode loop's token choice (a static method so tests can call it on an engine).
     _sample = staticmethod(sample_next)

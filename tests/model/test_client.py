@@ -276,6 +276,28 @@ async def test_in_process_backend_generates_and_cancels(tiny_model_path: Path) -
         await backend.aclose()
 
 
+async def test_a_request_during_the_warm_up_load_runs_before_the_warm_up_generation(
+    tiny_model_path: Path,
+) -> None:
+    backend = InProcessBackend(tiny_model_path)
+    try:
+        warm_up = asyncio.create_task(backend.warm_up(SamplingParams(n=4, max_tokens=4)))
+        await asyncio.sleep(0)  # the load is queued first
+        [candidates] = await backend.complete([PROMPT], SamplingParams(n=2, max_tokens=4))
+        assert len(candidates) == 2
+        engine = backend._engine
+        assert engine.stats.prefill_calls == 1  # the request was the engine's first work
+        await warm_up
+        assert engine.stats.prefill_calls == 1  # and the warm-up generation was skipped
+        # Without a waiting request the warm-up does generate (first-call costs paid early).
+        fresh = InProcessBackend(tiny_model_path)
+        await fresh.warm_up(SamplingParams(n=4, max_tokens=4))
+        assert fresh._engine.stats.prefill_calls == 1
+        await fresh.aclose()
+    finally:
+        await backend.aclose()
+
+
 async def test_in_process_backend_with_no_model_says_how_to_fix(tmp_path: Path) -> None:
     backend = InProcessBackend(tmp_path / "missing")
     with pytest.raises(BackendUnavailable, match="--model"):

@@ -85,6 +85,21 @@ def test_bad_tcp_address_is_one_clear_error():
     assert "Traceback" not in result.stderr
 
 
+def test_lsp_starts_without_the_other_packages_commands():
+    """The editor starts ``docomplete lsp`` on every launch: it imports only what serving needs
+    (the model's, evalkit's and training commands are left out), while the full CLI has all."""
+    code = (
+        "import sys\n"
+        "from server.cli import _command_modules, build_parser\n"
+        "build_parser(_command_modules(['-v', 'lsp', '--stdio']))\n"
+        "print(sorted(m for m in sys.modules if m.endswith('commands')))\n"
+    )
+    lean = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
+    assert lean.stdout.strip() == "['server.commands']", lean.stderr
+    full = run_cli("--help")
+    assert all(name in full.stdout for name in ("lsp", "serve", "train", "eval", "sandbox"))
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
