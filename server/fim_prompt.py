@@ -4,7 +4,10 @@
 string with ``{prefix}`` and ``{suffix}``. ``auto`` reads the special tokens of the model's
 tokenizer for the embedded backend; for a server URL it asks ``GET /v1/models`` (docomplete's
 own server says its template; other servers are matched by model id) and reads the tokenizer at
-``modelPath`` when one is set. Without a template the left-to-right prompt is sent unchanged.
+``modelPath`` when one is set. A local model directory may decline ``auto`` in its
+``docomplete.json`` (``"fim_auto": false`` with a reason): its FIM markers exist but it fills in
+worse than it completes left to right (the bundled v2 checkpoint, see its model card); a named
+``fimTemplate`` still uses them. Without a template the left-to-right prompt is sent unchanged.
 
 The prompt's prefix is the site's prompt and its suffix the document after the cursor; the
 suffix gets at most a quarter of the context budget and both are cut at line boundaries (the
@@ -13,8 +16,10 @@ prefix from its top, the suffix from its end).
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable
+from pathlib import Path
 
 from model.fim import FimLookupError, FimTemplate, build_fim_prompt
 from model.fim import resolve_fim_template as resolve_model_fim_template
@@ -35,11 +40,35 @@ def resolve_fim_template(
 
     Raises :class:`FimLookupError` when ``auto`` needs a server that does not answer.
     """
+    if setting.strip().lower() == "auto":
+        reason = model_declines_fim(backend, model_path)
+        if reason is not None:
+            logger.info("fill-in-the-middle not used for this model: %s", reason)
+            return None
     try:
         return resolve_model_fim_template(setting, backend, model_path)
     except ValueError as exc:
         logger.warning("%s; using the left-to-right prompt", exc)
         return None
+
+
+def model_declines_fim(backend: tuple[str, ...], model_path: str | None) -> str | None:
+    """The reason a local model directory gives in ``docomplete.json`` for not being prompted
+    with FIM under ``fimTemplate: auto``, or None."""
+    directory: str | Path | None = model_path
+    if directory is None and tuple(backend) == ("embedded",):
+        from model.paths import default_model_path
+
+        directory = default_model_path()
+    if directory is None:
+        return None
+    try:
+        meta = json.loads((Path(directory) / "docomplete.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(meta, dict) or meta.get("fim_auto") is not False:
+        return None
+    return str(meta.get("fim_auto_reason") or "its docomplete.json sets fim_auto to false")
 
 
 def _fit_lines(text: str, budget: int, count: Callable[[str], int], *, from_end: bool) -> str:

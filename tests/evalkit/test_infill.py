@@ -182,10 +182,16 @@ def test_a_model_without_fim_tokens_is_refused_unless_prefix_only(
     assert "PREFIX-ONLY prompting" in printed
 
 
-def test_the_bundled_model_has_no_fim_tokens_yet(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["eval", "infill", "--problems", "2", "--out", "/nonexistent/never-made"]) == 2
-    err = capsys.readouterr().err
-    assert "has no fill-in-the-middle tokens" in err and "--prefix-only" in err
+def test_the_bundled_model_fills_in_with_its_own_fim_tokens(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The v2 checkpoint carries <|fim_prefix|>/<|fim_suffix|>/<|fim_middle|>: `auto` finds the
+    qwen layout and the embedded model answers every hole of HumanEval/2."""
+    out = tmp_path / "bundled"
+    assert main(["eval", "infill", "--problems", "2", "--no-progress", "--out", str(out)]) == 0
+    assert "fill-in-the-middle (qwen template)" in capsys.readouterr().out
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["tasks"] == len(read_jsonl(out / "results.jsonl")) > 0
 
 
 def comparable(out: Path) -> tuple[Any, ...]:

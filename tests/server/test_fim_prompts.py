@@ -89,8 +89,21 @@ def test_auto_reads_the_family_from_the_tokenizer_and_lays_out_its_prompt(
 def test_a_model_without_fim_tokens_keeps_the_left_to_right_prompt(tmp_path: Path):
     build_tiny_tokenizer(tmp_path)
     assert resolve_fim_template("auto", ("embedded",), str(tmp_path)) is None
-    # The bundled checkpoint has no FIM tokens yet.
+    # The bundled v2 checkpoint has FIM tokens but declines `auto` (its infilling is weaker than
+    # its left-to-right completion); naming the family still uses them.
     assert resolve_fim_template("auto", ("embedded",), None) is None
+    named = resolve_fim_template("qwen", ("embedded",), None)
+    assert named is not None and named.name == "qwen"
+
+
+def test_a_model_can_decline_auto_fim_in_its_docomplete_json(tmp_path: Path):
+    build_tiny_tokenizer(tmp_path, extra_special_tokens=FIM_TEMPLATES["qwen"].tokens)
+    auto = resolve_fim_template("auto", ("embedded",), str(tmp_path))
+    assert auto is not None and auto.name == "qwen"
+    (tmp_path / "docomplete.json").write_text('{"fim_auto": false, "fim_auto_reason": "weak"}')
+    assert resolve_fim_template("auto", ("embedded",), str(tmp_path)) is None
+    named = resolve_fim_template("qwen", ("embedded",), str(tmp_path))
+    assert named is not None and named.name == "qwen"
 
 
 def test_setting_names_a_family_or_gives_a_custom_template():
