@@ -10,6 +10,8 @@ apart: their prompts and doctest preludes are larger.
 ``cold_first_ms`` is the first request of a fresh server: process start to its answer, model
 load included; ``time_to_passing_ms`` (server-side) is when a candidate first passed all its
 doctest examples. ``--busy-loop`` keeps one core busy with another process meanwhile.
+``--cold-starts K`` measures only ``cold_first_ms``: K fresh servers, one request each (the
+median is reported; a single cold start is noisy on a shared machine).
 """
 
 from __future__ import annotations
@@ -205,26 +207,85 @@ async def _measure(settings: dict[str, Any], workload: list[BenchRequest]) -> di
     }
 
 
+async def _measure_cold_start(
+    settings: dict[str, Any], request: BenchRequest
+) -> tuple[float, float, list[str]]:
+    """One fresh server, one request: (cold_first_ms, initialize_ms, error messages)."""
+    from server.lsp_session import LspSession
+
+    async with LspSession(settings, root_uri=Path.cwd().as_uri()) as session:
+        session.open(request.uri, request.text)
+        await session.inline(request.uri, request.line, request.character)
+        cold_first = (time.perf_counter() - session.started_at) * 1000
+        errors = [m.message for m in session.messages if m.type <= 2]
+    return cold_first, (session.initialized_at - session.started_at) * 1000, errors
+
+
+def _cold_start_figures(
+    settings: dict[str, Any], runs: int, request: BenchRequest
+) -> tuple[list[list[Any]], dict[str, Any]]:
+    from model.cli_support import CommandError
+
+    cold: list[float] = []
+    initialize: list[float] = []
+    for _ in range(runs):
+        cold_first, initialize_ms, errors = asyncio.run(_measure_cold_start(settings, request))
+        if errors:
+            raise CommandError(f"the server reported: {errors[0]}")
+        cold.append(cold_first)
+        initialize.append(initialize_ms)
+    goal = GOALS_MS["cold_first_ms"]
+    figures: dict[str, Any] = {
+        "cold_first_ms": round(statistics.median(cold), 1),
+        "cold_first_runs_ms": [round(c, 1) for c in cold],
+        "initialize_ms": round(statistics.median(initialize), 1),
+        "cold_starts": runs,
+    }
+    met = "yes" if figures["cold_first_ms"] <= goal else "no"
+    rows = [
+        ["cold_first_ms (median)", figures["cold_first_ms"], goal, met],
+        ["initialize_ms (median)", figures["initialize_ms"], "-", "-"],
+    ]
+    return rows, figures
+
+
 def run_bench(args: argparse.Namespace) -> int:
     from model.cli_support import CommandError, emit_bench
     from server.demo import demo_settings
 
     if args.requests < 1:
         raise CommandError("--requests must be at least 1")
+    if args.cold_starts is not None and args.cold_starts < 1:
+        raise CommandError("--cold-starts must be at least 1")
     settings = demo_settings(argparse.Namespace(backend=args.backend, model=args.model, n=args.n))
     settings["logLevel"] = "warning"
     # Latency of every answer: failing candidates stay in the inline list (the default policy
     # would answer with no items when all fail, which is not what is being timed).
     settings["showFailing"] = "always"
     workload = build_workload(args.requests)
-    print(
-        f"bench lsp: {args.requests} inline completions (+{WARMUP_REQUESTS} warm-up), "
-        f"n={args.n}, doctest filter on, backend {args.backend}"
-        + (", one core kept busy by another process" if args.busy_loop else "")
-    )
+    busy_note = ", one core kept busy by another process" if args.busy_loop else ""
+    if args.cold_starts:
+        print(f"bench lsp: {args.cold_starts} cold starts, n={args.n}, backend {args.backend}")
+    else:
+        print(
+            f"bench lsp: {args.requests} inline completions (+{WARMUP_REQUESTS} warm-up), "
+            f"n={args.n}, doctest filter on, backend {args.backend}" + busy_note
+        )
     load_before = os.getloadavg()[0]
     busy = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if args.busy_loop else None
     try:
+        if args.cold_starts:
+            rows, cold_figures = _cold_start_figures(settings, args.cold_starts, workload[0])
+            cold_figures.update(
+                backend=args.backend,
+                n=args.n,
+                busy_loop=bool(args.busy_loop),
+                load_avg_before=round(load_before, 2),
+            )
+            title = "LSP cold start: process start to the first answered inline completion"
+            json_path = Path(args.json) if args.json else None
+            emit_bench(title, ["figure", "value", "goal", "met"], rows, cold_figures, json_path)
+            return 0
         measured = asyncio.run(_measure(settings, workload))
     finally:
         if busy is not None:

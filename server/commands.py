@@ -50,6 +50,12 @@ def register(commands: argparse._SubParsersAction, bench: argparse._SubParsersAc
         action="store_true",
         help="keep one core busy with another process while measuring (background load)",
     )
+    bench_lsp.add_argument(
+        "--cold-starts",
+        type=int,
+        metavar="K",
+        help="measure only cold_first_ms: K fresh servers, one request each (median reported)",
+    )
     bench_lsp.set_defaults(func=run_bench_lsp)
 
 

@@ -78,6 +78,20 @@ def test_bench_lsp_writes_its_figures(tmp_path: Path):
     assert "real_file_p95_ms" in result.stdout
 
 
+def test_bench_lsp_cold_starts_measures_fresh_servers(tmp_path: Path):
+    out = tmp_path / "cold.json"
+    with ScriptedBackend(DEMO_REPLIES) as backend:
+        result = run_cli(
+            "bench", "lsp", "--backend", backend.url, "--cold-starts", "2", "--json", str(out)
+        )
+    assert result.returncode == 0, result.stderr
+    figures = json.loads(out.read_text())
+    assert figures["cold_starts"] == 2 and len(figures["cold_first_runs_ms"]) == 2
+    # A fresh server answers its first request only after answering ``initialize``.
+    assert figures["cold_first_ms"] >= figures["initialize_ms"] > 0
+    assert "cold_first_ms (median)" in result.stdout
+
+
 def test_bad_tcp_address_is_one_clear_error():
     result = run_cli("lsp", "--tcp", "localhost")
     assert result.returncode == 2
