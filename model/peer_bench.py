@@ -4,8 +4,10 @@ The model directory is exported to GGUF (f32, so both sides compute with the sam
 then each server runs alone on 127.0.0.1 — ours first, then llama-server with ``--parallel P
 -t T`` — and gets the same job: every prompt as its own ``/v1/completions`` request (n samples,
 temperature, top-p, max tokens, the Codex stop strings, a seed per prompt), all requests in
-flight at once, after one small warm-up request. Throughput is generated tokens (the servers'
-``usage.completion_tokens``) per second of wall time from the first request to the last answer.
+flight at once, after one small warm-up request. Throughput is generated tokens per second of
+wall time from the first request to the last answer, the tokens counted the same way for both:
+each returned text re-tokenised with the model's tokenizer (stop strings and EOS not counted).
+The servers' own ``usage`` cannot be compared: llama-server's counts one of the n samples.
 llama-server runs with ``--top-k 0 --min-p 0`` so that it samples from the same distribution as
 ours (its defaults add top-k 40 and min-p 0.05).
 """
@@ -66,7 +68,7 @@ class PeerSide:
         return self.generated_tokens / self.seconds if self.seconds > 0 else 0.0
 
 
-async def _run_job(url: str, job: PeerJob, name: str) -> PeerSide:
+async def _run_job(url: str, job: PeerJob, name: str, tokenizer: Any) -> PeerSide:
     import httpx
 
     async with httpx.AsyncClient(base_url=url, timeout=httpx.Timeout(900.0)) as client:
@@ -81,9 +83,9 @@ async def _run_job(url: str, job: PeerJob, name: str) -> PeerSide:
     for answer in answers:
         if answer.status_code != 200:
             raise CommandError(f"{name} answered {answer.status_code}: {answer.text[:200]}")
-        body = answer.json()
-        tokens += int(body["usage"]["completion_tokens"])
-        choices += len(body["choices"])
+        texts = [choice["text"] for choice in answer.json()["choices"]]
+        tokens += sum(len(encoding.ids) for encoding in tokenizer.encode_batch(texts))
+        choices += len(texts)
     expected = len(job.prompts) * job.n
     if choices != expected:
         raise CommandError(f"{name} sent {choices} completions instead of {expected}")
@@ -107,7 +109,14 @@ def run_peer_bench(
     log_dir: Path | None = None,
 ) -> dict[str, Any]:
     """Run both servers one after the other and print the table through ``emit_bench``."""
+    from tokenizers import Tokenizer
+
     job = PeerJob(humaneval_prompts(prompt_count), n, max_tokens, temperature, top_p, seed)
+    if not (model_dir / "tokenizer.json").is_file():
+        raise CommandError(
+            f"no tokenizer.json in {model_dir}: pass a model saved with its tokenizer"
+        )
+    tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
     with tempfile.TemporaryDirectory(prefix="docomplete-peer-") as tmp:
         logs = log_dir or Path(tmp)
         logs.mkdir(parents=True, exist_ok=True)
@@ -126,7 +135,7 @@ def run_peer_bench(
             health="/health",
             log_path=logs / "docomplete-serve.log",
         ) as url:
-            ours = asyncio.run(_run_job(url, job, "docomplete serve"))
+            ours = asyncio.run(_run_job(url, job, "docomplete serve", tokenizer))
         print(f"  docomplete serve: {ours.tokens_per_s:,.0f} tokens/s", file=sys.stderr)
 
         port = free_port()
@@ -136,7 +145,7 @@ def run_peer_bench(
         with running_server(
             command, port, health="/health", log_path=logs / "llama-server.log"
         ) as url:
-            peer = asyncio.run(_run_job(url, job, "llama-server"))
+            peer = asyncio.run(_run_job(url, job, "llama-server", tokenizer))
         print(f"  llama-server: {peer.tokens_per_s:,.0f} tokens/s", file=sys.stderr)
 
     ratio = ours.tokens_per_s / peer.tokens_per_s if peer.tokens_per_s else 0.0
