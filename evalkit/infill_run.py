@@ -25,11 +25,9 @@ from evalkit.infill import infill_summary as summarize_infill
 from evalkit.run_dir import (
     PER_PROBLEM_FILE,
     SUMMARY_FILE,
-    RunDirectory,
-    dedupe_records,
     write_json_atomic,
 )
-from evalkit.runner import EXEC_BATCH, ExecutionSettings, ProgressBar, derive_seed
+from evalkit.runner import EXEC_BATCH, ExecutionSettings, derive_seed, open_session
 
 if TYPE_CHECKING:
     from model.protocol import Backend
@@ -101,36 +99,25 @@ async def run_infill(
         timeout_s=config.timeout_s, memory_mb=config.memory_mb
     )
     by_id = {task.task_id: task for task in tasks}
-    run_dir = RunDirectory(out_dir)
-    run_dir.prepare(config.to_json())
-    wanted = {(task.task_id, idx) for task in tasks for idx in range(config.n)}
-    samples = dedupe_records(run_dir.load("samples"), wanted)
-    results = dedupe_records(run_dir.load("results"), set(samples))
-    calls = [
-        call
-        for call in plan_infill_calls(tasks, config)
-        if any((t, i) not in samples for t in call.task_ids for i in call.sample_indices)
-    ]
-    bar = ProgressBar(
-        total=len(wanted),
-        done=len(results),
-        passed=sum(bool(r.get("passed")) for r in results.values()),
-        enabled=progress,
+    session = open_session(
+        out_dir,
+        config.to_json(),
+        [task.task_id for task in tasks],
+        config.n,
+        plan_infill_calls(tasks, config),
+        backend=config.backend,
+        concurrency=concurrency,
+        workers=execution.workers,
+        progress=progress,
+    )
+    run_dir, samples, results, calls, bar = (
+        session.run_dir,
+        session.samples,
+        session.results,
+        session.calls,
+        session.bar,
     )
     started = time.monotonic()
-    run_dir.append(
-        "sessions",
-        [
-            {
-                "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                "backend": config.backend,
-                "concurrency": concurrency,
-                "workers": execution.workers,
-                "samples_on_disk": len(samples),
-                "verdicts_on_disk": len(results),
-            }
-        ],
-    )
     queue: asyncio.Queue[list[dict[str, Any]] | None] = asyncio.Queue()
 
     def submit(records: list[dict[str, Any]]) -> None:

@@ -237,6 +237,64 @@ async def _execute_pipeline(
         pool.shutdown(wait=True, cancel_futures=True)
 
 
+@dataclass
+class Session:
+    """A run directory opened for one session: what is on disk, what is left, the progress bar."""
+
+    run_dir: RunDirectory
+    samples: dict
+    results: dict
+    calls: list
+    bar: ProgressBar
+
+
+def open_session(
+    out_dir: Path,
+    config_json: dict[str, Any],
+    task_ids: Sequence[str],
+    n: int,
+    planned_calls: Sequence[Any],
+    *,
+    backend: Any,
+    concurrency: int,
+    workers: int | None,
+    progress: bool,
+) -> Session:
+    """Prepare (or resume) ``out_dir``: load the samples and verdicts already written, keep the
+    planned calls that still miss a sample, and log the session. Shared by ``eval run`` and
+    ``eval infill``."""
+    run_dir = RunDirectory(out_dir)
+    run_dir.prepare(config_json)
+    wanted = {(task_id, idx) for task_id in task_ids for idx in range(n)}
+    samples = dedupe_records(run_dir.load("samples"), wanted)
+    results = dedupe_records(run_dir.load("results"), set(samples))
+    calls = [
+        call
+        for call in planned_calls
+        if any((t, i) not in samples for t in call.task_ids for i in call.sample_indices)
+    ]
+    bar = ProgressBar(
+        total=len(wanted),
+        done=len(results),
+        passed=sum(bool(r.get("passed")) for r in results.values()),
+        enabled=progress,
+    )
+    run_dir.append(
+        "sessions",
+        [
+            {
+                "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                "backend": backend,
+                "concurrency": concurrency,
+                "workers": workers,
+                "samples_on_disk": len(samples),
+                "verdicts_on_disk": len(results),
+            }
+        ],
+    )
+    return Session(run_dir, samples, results, calls, bar)
+
+
 def _candidate_record(task_id: str, sample_idx: int, candidate: Candidate) -> SampleRecord:
     logprobs = [float(x) for x in candidate.token_logprobs]
     return SampleRecord(
@@ -268,36 +326,25 @@ async def run_generation(
     )
     problems = list(dataset.problems[: config.limit] if config.limit else dataset.problems)
     problems_by_id = {problem.task_id: problem for problem in problems}
-    run_dir = RunDirectory(out_dir)
-    run_dir.prepare(config.to_json())
-    wanted = {(problem.task_id, idx) for problem in problems for idx in range(config.n)}
-    samples = dedupe_records(run_dir.load("samples"), wanted)
-    results = dedupe_records(run_dir.load("results"), set(samples))
-    calls = [
-        call
-        for call in plan_calls(problems, config)
-        if any((t, i) not in samples for t in call.task_ids for i in call.sample_indices)
-    ]
-    bar = ProgressBar(
-        total=len(wanted),
-        done=len(results),
-        passed=sum(bool(r.get("passed")) for r in results.values()),
-        enabled=progress,
+    session = open_session(
+        out_dir,
+        config.to_json(),
+        [p.task_id for p in problems],
+        config.n,
+        plan_calls(problems, config),
+        backend=config.backend,
+        concurrency=concurrency,
+        workers=execution.workers,
+        progress=progress,
+    )
+    run_dir, samples, results, calls, bar = (
+        session.run_dir,
+        session.samples,
+        session.results,
+        session.calls,
+        session.bar,
     )
     started = time.monotonic()
-    run_dir.append(
-        "sessions",
-        [
-            {
-                "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                "backend": config.backend,
-                "concurrency": concurrency,
-                "workers": execution.workers,
-                "samples_on_disk": len(samples),
-                "verdicts_on_disk": len(results),
-            }
-        ],
-    )
 
     async def generate(submit: Callable[[list[SampleRecord]], None]) -> None:
         # Calls in flight at once: a model server batches them; the embedded engine queues them.
