@@ -16,7 +16,7 @@ from evalkit.run_options import (
     add_backend_args,
     add_dataset_arg,
     add_execution_args,
-    check_positive,
+    check_generation_options,
     load_dataset_arg,
     make_run_backend,
     run_resumable,
@@ -131,20 +131,7 @@ def _cmd_infill(args: argparse.Namespace) -> int:
     from evalkit.infill_run import run_infill
     from evalkit.runner import ExecutionSettings
 
-    check_positive(
-        n=args.n,
-        top_p=args.top_p,
-        max_tokens=args.max_tokens,
-        limit=args.limit,
-        samples_per_call=args.samples_per_call,
-        batch_prompts=args.batch_prompts,
-        concurrency=args.concurrency,
-        timeout=args.timeout,
-        memory_mb=args.memory_mb,
-        workers=args.workers,
-    )
-    if args.temperature < 0 or not 0 < args.top_p <= 1:
-        raise CommandError("need --temperature >= 0 and 0 < --top-p <= 1")
+    check_generation_options(args)
     if args.temperature == 0 and args.n > 1:
         raise CommandError(
             "--temperature 0 (greedy) gives the same line every time: use --n 1, or a "

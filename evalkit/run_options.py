@@ -201,7 +201,7 @@ def check_generation_options(args: argparse.Namespace) -> None:
         timeout=args.timeout,
         memory_mb=args.memory_mb,
         workers=args.workers,
-        filter_n=args.filter_n,
+        filter_n=getattr(args, "filter_n", None),
     )
     if getattr(args, "temperature", 0.0) < 0 or not 0 < args.top_p <= 1:
         raise CommandError("need --temperature >= 0 and 0 < --top-p <= 1")
