@@ -179,8 +179,11 @@ def read_look_alikes(spec: str, dataset: Dataset) -> set[str]:
             data = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
             raise InfillError(f"--look-alikes {path}: not readable JSON ({exc})") from None
-        if isinstance(data, dict) and isinstance(data.get("problems"), list):
-            ids = [str(r["task_id"]) for r in data["problems"] if r.get("look_alike")]
+        from evalkit.split import report_look_alikes
+
+        report_ids = report_look_alikes(data)
+        if report_ids is not None:
+            ids = report_ids
         elif isinstance(data, list):
             ids = [str(item) for item in data]
         else:

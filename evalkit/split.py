@@ -16,17 +16,29 @@ from evalkit.run_dir import PER_PROBLEM_FILE, write_json_atomic
 from model.cli_support import CommandError
 
 
+def report_look_alikes(data: Any) -> list[str] | None:
+    """The problem ids a parsed ``train decontam-report`` JSON flags (every eval set), or None
+    when ``data`` is not such a report."""
+    if isinstance(data, dict) and isinstance(data.get("problems"), list):
+        return [str(row["task_id"]) for row in data["problems"] if row.get("look_alike")]
+    return None
+
+
 def look_alikes(report_path: Path) -> set[str]:
     """Task ids flagged as look-alikes in a decontam report (all eval sets)."""
     try:
-        report = json.loads(report_path.read_text())
-        sets = report.get("summary", report)["eval_sets"]
+        ids = report_look_alikes(json.loads(report_path.read_text()))
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        ids = None
+        reason = str(exc)
+    else:
+        reason = "no per-problem rows"
+    if ids is None:
         raise CommandError(
-            f"{report_path} is not a `docomplete train decontam-report` JSON ({exc}): "
+            f"{report_path} is not a `docomplete train decontam-report` JSON ({reason}): "
             "pass the .json that command wrote"
-        ) from exc
-    return {str(task) for entry in sets.values() for task in entry.get("look_alikes", [])}
+        )
+    return set(ids)
 
 
 def _group(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:

@@ -31,7 +31,11 @@ def _run(tmp_path: Path) -> Path:
 def test_split_separates_look_alikes_from_the_rest(tmp_path: Path, capsys) -> None:
     report = tmp_path / "decontam.json"
     summary = {"eval_sets": {"HumanEval": {"problems": 164, "look_alikes": ["HumanEval/13"]}}}
-    report.write_text(json.dumps({"summary": summary, "problems": []}))
+    rows = [
+        {"task_id": "HumanEval/13", "look_alike": True},
+        {"task_id": "HumanEval/14", "look_alike": False},
+    ]
+    report.write_text(json.dumps({"summary": summary, "problems": rows}))
     out = tmp_path / "split.json"
     assert (
         main(["eval", "split", str(_run(tmp_path)), "--decontam", str(report), "--json", str(out)])
