@@ -224,15 +224,13 @@ class MixedStream:
 def flagged_sources(report_path: Path, eval_sets: Sequence[str] | None = None) -> set[str]:
     """Training sources a ``train decontam-report`` flags as look-alikes of the given eval sets
     (all of them when ``eval_sets`` is None): the examples to leave out to keep those sets clean."""
-    report = json.loads(report_path.read_text())
-    flagged = (
-        report["summary"]["flagged_sources"] if "summary" in report else report["flagged_sources"]
-    )
+    summary = json.loads(report_path.read_text())["summary"]
+    flagged = summary["flagged_sources"]
     if eval_sets is None:
         return set(flagged)
     sets = {
         str(task)
-        for name, entry in (report.get("summary", report)["eval_sets"]).items()
+        for name, entry in summary["eval_sets"].items()
         if name in eval_sets
         for task in entry["look_alikes"]
     }
