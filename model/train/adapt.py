@@ -87,7 +87,14 @@ class MixConfig:
     code_share: float = 0.5  # rows of corpus code; the rest are packed tasks
     fim_rate: float = 0.5  # share of code rows that are FIM-transformed
     spm_rate: float = 0.5  # share of FIM rows in SPM order (the rest PSM)
-    task_fim_rate: float = 0.3  # share of tasks written as PSM with a following function
+    task_fim_rate: float = 0.3  # share of tasks written in FIM form
+    #: Share of the FIM-form tasks that mask 1-3 lines inside the body (prefix: the prompt and
+    #: the lines above; suffix: the lines below); the rest ask for the whole body with the next
+    #: function as the suffix. 0 is v2's stream.
+    task_infill_share: float = 0.0
+    #: Fit FIM code rows into the window by trimming the prefix's start and the suffix's end, so
+    #: the middle and its EOS are never cut off (v2's stream cut the row's end instead).
+    fim_fit: bool = False
 
 
 @dataclass
@@ -156,26 +163,60 @@ class MixedStream:
         if rng.random() < self.mix.fim_rate and len(span) > 2:
             a, b = sorted(rng.sample(range(len(span) + 1), 2))
             prefix, middle, suffix = span[:a], span[a:b], span[b:]
-            if rng.random() < self.mix.spm_rate:
-                ids = [m.prefix, m.suffix, *self.encode(suffix), m.middle]
-                ids += [*self.encode(prefix), *self.encode(middle), m.eos]
-            else:
-                ids = [m.prefix, *self.encode(prefix), m.suffix, *self.encode(suffix)]
-                ids += [m.middle, *self.encode(middle), m.eos]
+            spm = rng.random() < self.mix.spm_rate
+            pre, mid, suf = self.encode(prefix), self.encode(middle), self.encode(suffix)
+            if self.mix.fim_fit:
+                pre, suf = fit_fim(pre, mid, suf, width - 4)
+            ids = [*self.fim_ids(pre, mid, suf, spm), m.eos]
         else:
             ids = self.encode(span)
         ids = ids[:width]
         labels = list(ids)
         return ids, labels
 
+    def fim_ids(
+        self, prefix: list[int], middle: list[int], suffix: list[int], spm: bool
+    ) -> list[int]:
+        """PSM ``<pre> P <suf> S <mid> M`` or SPM ``<pre> <suf> S <mid> P M`` (no EOS)."""
+        m = self.markers
+        if spm:
+            return [m.prefix, m.suffix, *suffix, m.middle, *prefix, *middle]
+        return [m.prefix, *prefix, m.suffix, *suffix, m.middle, *middle]
+
     # tasks -------------------------------------------------------------------------------
+
+    def body_infill_example(
+        self, rng: random.Random, task: dict
+    ) -> tuple[list[int], list[int]] | None:
+        """Mask 1-3 whole lines of the body (without the last one's newline, as the infilling
+        benchmark and an editor cursor at a line's end do); None for a body without a line."""
+        lines = task["completion"].splitlines(keepends=True)
+        starts = [i for i, line in enumerate(lines) if line.strip()]
+        if not starts:
+            return None
+        first = rng.choice(starts)
+        count = min(rng.choice((1, 1, 1, 2, 3)), len(lines) - first)
+        masked = "".join(lines[first : first + count])
+        middle = masked.rstrip("\n")
+        prefix = task["prompt"] + "".join(lines[:first])
+        suffix = masked[len(middle) :] + "".join(lines[first + count :])
+        spm = rng.random() < self.mix.spm_rate
+        pre, mid = self.encode(prefix), [*self.encode(middle), self.markers.eos]
+        head = self.fim_ids(pre, [], self.encode(suffix), spm)
+        return [*head, *mid], [IGNORE] * len(head) + mid
 
     def task_example(self, rng: random.Random) -> tuple[list[int], list[int]]:
         m = self.markers
         task = self.tasks[rng.randrange(len(self.tasks))]
+        fim = rng.random() < self.mix.task_fim_rate
+        share = self.mix.task_infill_share
+        if fim and share > 0 and rng.random() < share:  # no extra draw at 0: v2's stream
+            example = self.body_infill_example(rng, task)
+            if example is not None:
+                return example
         body = [*self.encode(task["completion"]), m.eos]
         prompt = self.encode(task["prompt"])
-        if rng.random() < self.mix.task_fim_rate:
+        if fim:
             after = self.tasks[rng.randrange(len(self.tasks))]
             # The next function of the "file", cut to a quarter window so the body still fits.
             following = self.encode("\n\n" + after["prompt"] + after["completion"])
@@ -216,6 +257,21 @@ class MixedStream:
             return id_rows[:, :-1], label_rows[:, 1:]
 
         return batch
+
+
+def fit_fim(
+    prefix: list[int], middle: list[int], suffix: list[int], room: int
+) -> tuple[list[int], list[int]]:
+    """Trim the prefix's start, then the suffix's end, until prefix + middle + suffix fit
+    ``room`` tokens; the middle is kept whole (it is what the row teaches)."""
+    excess = len(prefix) + len(middle) + len(suffix) - room
+    if excess <= 0:
+        return prefix, suffix
+    cut = min(excess, len(prefix))
+    prefix, excess = prefix[cut:], excess - cut
+    if excess > 0:
+        suffix = suffix[: max(0, len(suffix) - excess)]
+    return prefix, suffix
 
 
 # ---------------------------------------------------------------- data loading

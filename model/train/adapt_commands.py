@@ -48,8 +48,19 @@ def register_adapt_commands(
     adapt.add_argument("--code-share", type=float, default=0.5, help="rows of corpus code")
     adapt.add_argument("--fim-rate", type=float, default=0.5, help="FIM share of code rows")
     adapt.add_argument("--spm-rate", type=float, default=0.5, help="SPM share of FIM rows")
+    adapt.add_argument("--task-fim-rate", type=float, default=0.3, help="tasks written in FIM form")
     adapt.add_argument(
-        "--task-fim-rate", type=float, default=0.3, help="tasks written as PSM with a suffix"
+        "--task-infill-share",
+        type=float,
+        default=0.0,
+        help="of the FIM-form tasks, the share that mask 1-3 body lines (the rest ask for the "
+        "whole body before the next function); 0 = v2's stream",
+    )
+    adapt.add_argument(
+        "--fim-fit",
+        action="store_true",
+        help="trim a FIM code row's prefix and suffix so its middle and EOS always fit the "
+        "window (v2's stream cut the row's end)",
     )
     adapt.add_argument(
         "--exclude-flagged",
@@ -128,7 +139,7 @@ def _cmd_adapt(args: argparse.Namespace, cfg) -> int:
         raise CommandError(f"no model at {args.init}: run `docomplete train transfer` first")
     if not (args.corpus / "train.jsonl").exists():
         raise CommandError(f"no corpus at {args.corpus}: run `docomplete train corpus` first")
-    for name in ("code_share", "fim_rate", "spm_rate", "task_fim_rate"):
+    for name in ("code_share", "fim_rate", "spm_rate", "task_fim_rate", "task_infill_share"):
         if not 0.0 <= getattr(args, name) <= 1.0:
             raise CommandError(f"--{name.replace('_', '-')} must lie between 0 and 1")
     paths, weights = _parse_tasks(args.tasks)
@@ -150,6 +161,8 @@ def _cmd_adapt(args: argparse.Namespace, cfg) -> int:
         fim_rate=args.fim_rate,
         spm_rate=args.spm_rate,
         task_fim_rate=args.task_fim_rate,
+        task_infill_share=args.task_infill_share,
+        fim_fit=args.fim_fit,
     )
     try:
         result = run_adapt(

@@ -118,6 +118,57 @@ def test_stream_rows_fim_forms_and_task_loss_mask(setup: dict) -> None:
     assert saw_fim
 
 
+def test_fitted_fim_rows_keep_the_middle_and_body_infill_masks_lines(setup: dict) -> None:
+    """v2.1's stream: a FIM code row never loses its middle's end (the EOS that teaches the model
+    to stop), and an in-body infill task puts loss on the masked lines and their EOS only."""
+    from model.train.adapt import IGNORE, MixConfig, MixedStream, fit_fim
+    from model.train.tokenizer import load_tokenizer
+
+    assert fit_fim([1, 2, 3], [4, 5], [6, 7, 8], 5) == ([], [6, 7, 8])
+    assert fit_fim([1, 2, 3], [4, 5], [6, 7, 8], 4) == ([], [6, 7])
+    assert fit_fim([1, 2, 3], [4, 5], [6, 7, 8], 9) == ([1, 2, 3], [6, 7, 8])
+
+    tokenizer = load_tokenizer(setup["new_tok"])
+    texts = [(STDLIB / name).read_text() for name in FILES]
+    mix = MixConfig(context=64, code_share=1.0, fim_rate=1.0, fim_fit=True)
+    fitted = MixedStream(tokenizer, texts, TASKS, mix, seed=3)
+    plain = MixedStream(tokenizer, texts, TASKS, MixConfig(context=64, fim_rate=1.0), seed=3)
+    m = fitted.markers
+    ends = {"fitted": 0, "plain": 0}
+    for index in range(60):
+        ids, _ = fitted.row(0, index)
+        assert len(ids) <= 65 and ids.count(m.middle) == 1
+        ends["fitted"] += ids[-1] == m.eos
+        ends["plain"] += plain.row(0, index)[0][-1] == m.eos
+    # Only a middle longer than the whole window still loses its end.
+    assert ends["fitted"] >= 50 and ends["plain"] < ends["fitted"]
+
+    tasks = [
+        {
+            "prompt": 'def clip(x, lo, hi):\n    """Clip x to [lo, hi]."""\n',
+            "completion": "    if x < lo:\n        return lo\n    return min(x, hi)\n",
+        }
+    ]
+    infill = MixedStream(
+        tokenizer,
+        texts,
+        tasks,
+        MixConfig(context=256, code_share=0.0, task_fim_rate=1.0, task_infill_share=1.0),
+        seed=0,
+    )
+    body_lines = set(tasks[0]["completion"].splitlines())
+    middles = set()
+    for index in range(30):
+        ids, labels = infill.row(0, index)
+        assert ids[0] == m.prefix and m.middle in ids
+        first = next(i for i, t in enumerate(labels) if t != IGNORE)
+        end = labels.index(m.eos, first)
+        middle = tokenizer.decode(labels[first:end], skip_special_tokens=True)
+        assert middle and not middle.endswith("\n") and set(middle.split("\n")) <= body_lines
+        middles.add(middle)
+    assert len(middles) >= 3  # different lines and spans are masked
+
+
 def test_adapt_trains_resumes_and_exports(setup: dict, tmp_path: Path) -> None:
     from model.train.adapt import MixConfig, run_adapt, transfer_vocabulary
     from model.train.loop import LoopConfig
