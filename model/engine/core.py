@@ -215,7 +215,9 @@ class Engine:
         finished: dict[int, list[tuple[int, GeneratedCandidate]]] = {id(r): [] for r in live}
 
         reserve = max(row.max_tokens for row in rows)
+        prefill_started = time.perf_counter()
         logits, cache, attention_mask, positions = self._prefill(prompt_ids, reserve)
+        self.stats.prefill_seconds += time.perf_counter() - prefill_started
         # Share each prompt's cache among its n samples: row order is prompt-major.
         repeats = torch.tensor([r.params.n for r in live], device=self.device)
         row_source = torch.repeat_interleave(torch.arange(len(live), device=self.device), repeats)
@@ -253,12 +255,14 @@ class Engine:
 
         step = 0
         while rows:
+            sample_started = time.perf_counter()
             next_ids, raw_logprobs = self._sample(
                 logits, temperatures, top_ps, step_uniforms(seeds, sample_indices, step)
             )
             step += 1
             next_list = next_ids.tolist()
             logprob_list = raw_logprobs.tolist()
+            self.stats.sample_seconds += time.perf_counter() - sample_started
             top_k = max(row.request.top_logprobs for row in rows)
             top_ids: list[list[int]] = []
             top_values: list[list[float]] = []
@@ -336,8 +340,10 @@ class Engine:
                 ACTIVE.cache = None
             positions = positions + 1
             logits = out.logits[:, -1, :].float()  # (B, V)
+            forward_seconds = time.perf_counter() - forward_started
+            self.stats.forward_seconds += forward_seconds
             if self.thread_tuner is not None:
-                self.thread_tuner.after_step(len(rows), time.perf_counter() - forward_started)
+                self.thread_tuner.after_step(len(rows), forward_seconds)
             self.stats.decode_steps += 1
             self.stats.decoded_rows += len(rows)
 
