@@ -201,11 +201,13 @@ def test_bundled_model_completes_a_docstring() -> None:
     assert any("return" in c.text for c in candidates)
 
 
-def test_top_p_sampling_keeps_exactly_the_nucleus(engine: Engine) -> None:
-    """The top-k shortcut must pick the same tokens as a full sort of the vocabulary."""
+@pytest.mark.parametrize("spread", [4.0, 2.0, 0.5])
+def test_top_p_sampling_keeps_exactly_the_nucleus(engine: Engine, spread: float) -> None:
+    """The top-k shortcuts must pick the same tokens as a full sort of the vocabulary, whether
+    the nucleus lies in the top 64 (peaked logits), the top 256 or neither (flat)."""
     generator = torch.Generator().manual_seed(0)
     rows, vocab = 64, 1000
-    logits = torch.randn(rows, vocab, generator=generator) * 4  # peaked: nucleus in the top-k
+    logits = torch.randn(rows, vocab, generator=generator) * spread
     temperatures = torch.full((rows,), 0.8)
     top_ps = torch.full((rows,), 0.9)
     uniforms = torch.rand(rows, generator=generator, dtype=torch.float64)
