@@ -83,6 +83,11 @@ def register(commands: argparse._SubParsersAction, bench: argparse._SubParsersAc
     decode.add_argument(
         "--threads", default="auto", help="torch threads: a number or auto (as the editor)"
     )
+    decode.add_argument(
+        "--matmul-dtype",
+        choices=("float32", "bfloat16", "auto"),
+        help="layer projections' dtype (default: $DOCOMPLETE_MATMUL_DTYPE or float32)",
+    )
     decode.add_argument("--json", type=Path, help="write figures here")
     decode.set_defaults(func=run_bench_decode)
 
@@ -222,6 +227,7 @@ def run_bench_decode(args: argparse.Namespace) -> int:
         steps=args.steps,
         repeats=args.repeats,
         threads=threads,
+        matmul_dtype=args.matmul_dtype,
         json_path=str(args.json) if args.json is not None else None,
     )
     return 0

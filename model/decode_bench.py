@@ -82,6 +82,7 @@ def run_decode_bench(
     repeats: int,
     threads: int | str | None,
     json_path: str | None,
+    matmul_dtype: str | None = None,
 ) -> dict[str, Any]:
     """Load ``model_path`` as the editor does and print ms per decode step for each ``n``."""
     import torch
@@ -90,7 +91,9 @@ def run_decode_bench(
     from model.engine import Engine
     from model.sampling_bench import humaneval_prompts
 
-    engine = Engine.load(model_path, threads=threads)
+    engine = Engine.load(model_path, threads=threads, matmul_dtype=matmul_dtype)
+    dtypes = {str(p.dtype).removeprefix("torch.") for p in engine.model.parameters()}
+    weights = "+".join(sorted(dtypes))
     # Every row decodes all ``steps`` tokens: the figure is per step of a full batch.
     engine.eos_token_ids = frozenset()
     prompt = humaneval_prompts(1)[0]
@@ -104,6 +107,7 @@ def run_decode_bench(
         "model": str(model_path),
         "implementation": engine.implementation,
         "threads": threads if threads is not None else torch.get_num_threads(),
+        "weight_dtypes": weights,
         "prompt_tokens": prompt_tokens,
         "steps": steps,
         "repeats": repeats,
@@ -116,7 +120,7 @@ def run_decode_bench(
         out[f"prefill_ms_n{f.n}"] = round(f.prefill_ms, 2)
     emit_bench(
         f"Decode steps: {engine.name}, {prompt_tokens}-token prompt, {steps} steps x "
-        f"{repeats} runs, threads {out['threads']} (medians; wall / process CPU)",
+        f"{repeats} runs, threads {out['threads']}, weights {weights} (medians; wall / process CPU)",
         ["n", "ms/step", "CPU ms/step", "forward ms", "sampling ms", "prefill ms"],
         [[f.n, f.wall_ms, f.cpu_ms, f.forward_ms, f.sample_ms, f.prefill_ms] for f in results],
         out,

@@ -16,7 +16,7 @@ import torch
 from model.engine.attention import ACTIVE, enable_shared_prefix
 from model.engine.batching import PADDING_WASTE_LIMIT, length_buckets
 from model.engine.kv_cache import make_cache
-from model.engine.loading import chosen_implementation, load_model
+from model.engine.loading import chosen_implementation, chosen_matmul_dtype, load_model
 from model.engine.records import (
     DecodeRow,
     EngineLoadError,
@@ -110,6 +110,7 @@ class Engine:
         shared_prefix: bool = True,
         threads: int | str | None = None,
         implementation: str | None = None,
+        matmul_dtype: str | None = None,
     ) -> Engine:
         """Load a local Hugging Face causal-LM directory; never downloads.
 
@@ -120,6 +121,8 @@ class Engine:
         ``implementation``: ``"torch"`` (the engine's own Llama, no transformers import),
         ``"transformers"``, or ``"auto"`` (the first when the checkpoint allows it); default
         ``$DOCOMPLETE_MODEL_IMPL`` or auto (see ``model.engine.loading``).
+        ``matmul_dtype``: ``"float32"``, ``"bfloat16"`` or ``"auto"`` for the torch Llama's
+        layer projections on the CPU; default ``$DOCOMPLETE_MATMUL_DTYPE`` or float32.
         """
         path = Path(path).expanduser()
         if not (path / "config.json").is_file():
@@ -133,8 +136,13 @@ class Engine:
             raise EngineLoadError(f"bad device {device!r}: use auto, cpu or cuda ({exc})") from exc
         if dev.type == "cuda" and not torch.cuda.is_available():
             raise EngineLoadError("CUDA is not available on this machine: use --device auto or cpu")
+        dtype = dtype or default_dtype
         loaded = load_model(
-            path, dev, dtype or default_dtype, chosen_implementation(implementation)
+            path,
+            dev,
+            dtype,
+            chosen_implementation(implementation),
+            chosen_matmul_dtype(matmul_dtype, dev, dtype),
         )
         model = loaded.model
         # transformers declares ``to`` with ``@wraps(torch.nn.Module.to)``, which makes mypy
