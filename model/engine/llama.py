@@ -169,14 +169,14 @@ class Attention(nn.Module):
         layer: Any,
     ) -> torch.Tensor:
         batch, length, _ = x.shape
-        q_size, kv_size = self.heads * self.head_dim, self.kv_heads * self.head_dim
-        q, k, v = _linear(x, self.qkv).split([q_size, kv_size, kv_size], dim=-1)
-        q = q.view(batch, length, self.heads, self.head_dim).transpose(1, 2)  # (B, H, T, D)
-        k = k.view(batch, length, self.kv_heads, self.head_dim).transpose(1, 2)  # (B, Hkv, T, D)
-        v = v.view(batch, length, self.kv_heads, self.head_dim).transpose(1, 2)
+        q_size = self.heads * self.head_dim
+        rotated = self.heads + self.kv_heads  # query and key heads: rotated in one pass
+        qkv = _linear(x, self.qkv).view(batch, length, rotated + self.kv_heads, self.head_dim)
+        qk = qkv[:, :, :rotated].transpose(1, 2)  # (B, H + Hkv, T, D)
+        v = qkv[:, :, rotated:].transpose(1, 2)  # (B, Hkv, T, D)
         cos, sin = rotary
-        q = q * cos + _rotate_half(q) * sin
-        k = k * cos + _rotate_half(k) * sin
+        qk = qk * cos + _rotate_half(qk) * sin
+        q, k = qk.split([self.heads, self.kv_heads], dim=1)  # (B, H, T, D), (B, Hkv, T, D)
         if layer is not None and length == 1 and getattr(layer, "row_prompt", None) is not None:
             layer.update(k, v)  # a decode step over prompts shared by their samples
             out = shared_prefix_decode(layer, q, self.scale)  # (B, 1, H, D)

@@ -186,6 +186,21 @@ def test_shared_prompt_attention_matches_the_copied_cache_path(
             assert a.token_logprobs == pytest.approx(b.token_logprobs, abs=1e-4)
 
 
+def test_one_prompt_s_samples_match_the_copied_cache_path(
+    engine: Engine, tiny_model_path: Path
+) -> None:
+    """An editor's request (one prompt, n samples: the shared-prefix attention's one-block
+    path) samples the same tokens as copying the prompt's cache to every row."""
+    copying = Engine.load(tiny_model_path, shared_prefix=False)
+    params = SamplingParams(n=4, temperature=0.9, max_tokens=24, seed=11, stop=("\n\n",))
+    [shared] = engine.generate([PROMPTS[0]], params)
+    [copied] = copying.generate([PROMPTS[0]], params)
+    assert [c.token_ids for c in shared] == [c.token_ids for c in copied]
+    assert len({c.generated_tokens for c in shared}) > 1  # rows left the batch one by one
+    for a, b in zip(shared, copied, strict=True):
+        assert a.token_logprobs == pytest.approx(b.token_logprobs, abs=1e-4)
+
+
 @pytest.mark.slow
 def test_bundled_model_completes_a_docstring() -> None:
     from model.paths import default_model_path
