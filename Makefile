@@ -42,6 +42,7 @@ demo: setup
 
 bench: setup
 	$(BIN)/docomplete bench sampling --json runs/bench/sampling.json
+	$(BIN)/docomplete bench decode --json runs/bench/decode.json
 	$(BIN)/docomplete bench sandbox --json runs/bench/sandbox.json
 	$(BIN)/docomplete bench lsp --json runs/bench/lsp.json
 

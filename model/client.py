@@ -394,12 +394,15 @@ class InProcessBackend:
         *,
         device: str = "auto",
         threads: int | str | None = None,
+        matmul_dtype: str | None = None,
     ) -> None:
         from model.paths import default_model_path
 
         self.model_path = Path(model_path) if model_path is not None else default_model_path()
         self.device = device
         self.threads = threads  # torch CPU threads: a count, "auto" or None (default)
+        # The layer projections' dtype (``Engine.load``); None: $DOCOMPLETE_MATMUL_DTYPE or fp32.
+        self.matmul_dtype = matmul_dtype
         self.name = f"embedded:{self.model_path.name}"
         self.notices: list[str] = []  # as OpenAIBackend's; the engine never has to adapt
         self._engine: Any = None
@@ -414,7 +417,10 @@ class InProcessBackend:
 
                 try:
                     self._engine = Engine.load(
-                        self.model_path, device=self.device, threads=self.threads
+                        self.model_path,
+                        device=self.device,
+                        threads=self.threads,
+                        matmul_dtype=self.matmul_dtype,
                     )
                 except EngineLoadError as exc:
                     raise BackendUnavailable(str(exc)) from exc

@@ -70,6 +70,27 @@ def register(commands: argparse._SubParsersAction, bench: argparse._SubParsersAc
     sampling.add_argument("--json", type=Path, help="write figures here")
     sampling.set_defaults(func=run_bench_sampling)
 
+    decode = bench.add_parser(
+        "decode",
+        help="ms per decode step of the embedded engine (n=1 and n=4 rows)",
+    )
+    decode.add_argument("--model", type=Path, help="model directory (default: bundled model)")
+    decode.add_argument(
+        "--n", default="1,4", help="rows per step, comma-separated (default: %(default)s)"
+    )
+    decode.add_argument("--steps", type=int, default=48, help="decode steps per run")
+    decode.add_argument("--repeats", type=int, default=7, help="runs per n (median reported)")
+    decode.add_argument(
+        "--threads", default="auto", help="torch threads: a number or auto (as the editor)"
+    )
+    decode.add_argument(
+        "--matmul-dtype",
+        choices=("float32", "bfloat16", "auto"),
+        help="layer projections' dtype (default: $DOCOMPLETE_MATMUL_DTYPE or float32)",
+    )
+    decode.add_argument("--json", type=Path, help="write figures here")
+    decode.set_defaults(func=run_bench_decode)
+
     peer = bench.add_parser(
         "peer",
         help="docomplete serve vs llama.cpp's llama-server, same model, tokens/s",
@@ -179,6 +200,36 @@ def run_complete(args: argparse.Namespace) -> int:
             f"{len(candidate.token_logprobs)} tokens, finish={candidate.finish_reason}"
         )
         print(prompt + candidate.text)
+    return 0
+
+
+def run_bench_decode(args: argparse.Namespace) -> int:
+    from model.cli_support import CommandError
+    from model.decode_bench import run_decode_bench
+
+    try:
+        ns = tuple(int(part) for part in str(args.n).split(","))
+        threads: int | str = args.threads if args.threads == "auto" else int(args.threads)
+    except ValueError as exc:
+        raise CommandError(
+            f"--n takes numbers like 1,4 and --threads a number or auto ({exc})"
+        ) from None
+    if (
+        min(ns) < 1
+        or args.steps < 1
+        or args.repeats < 1
+        or (isinstance(threads, int) and threads < 1)
+    ):
+        raise CommandError("--n, --steps, --repeats and --threads must be >= 1")
+    run_decode_bench(
+        _model_dir(args.model),
+        ns=ns,
+        steps=args.steps,
+        repeats=args.repeats,
+        threads=threads,
+        matmul_dtype=args.matmul_dtype,
+        json_path=str(args.json) if args.json is not None else None,
+    )
     return 0
 
 

@@ -61,8 +61,12 @@ def shared_prefix_decode(layer: Any, query: torch.Tensor, scale: float) -> torch
 
     # Prompt part: gather each prompt's rows into one block so its keys are read once.
     slots = layer.slots
-    grouped = q.new_zeros((prompts, slots, kv_heads, group, dim))  # (P, S, Hkv, G, D)
-    grouped[layer.row_prompt, layer.row_slot] = q  # padding slots stay zero
+    one_block = prompts == 1 and slots == rows  # one prompt (an editor's request): no gathers
+    if one_block:
+        grouped = q.unsqueeze(0)  # (1, B, Hkv, G, D): row r is slot r
+    else:
+        grouped = q.new_zeros((prompts, slots, kv_heads, group, dim))  # (P, S, Hkv, G, D)
+        grouped[layer.row_prompt, layer.row_slot] = q  # padding slots stay zero
     # (P, S, Hkv, G, D) -> (P, Hkv, S*G, D): one query block per prompt and key/value head
     grouped = grouped.permute(0, 2, 1, 3, 4).reshape(prompts, kv_heads, slots * group, dim)
     # Softmax pieces in fp32 even when the cache is bf16/fp16 (GPU); no-ops on CPU fp32.
@@ -77,7 +81,7 @@ def shared_prefix_decode(layer: Any, query: torch.Tensor, scale: float) -> torch
 
     def to_rows(t: torch.Tensor) -> torch.Tensor:  # (P, Hkv, S*G, X) -> (B, Hkv, G, X)
         t = t.reshape(prompts, kv_heads, slots, group, t.shape[-1]).permute(0, 2, 1, 3, 4)
-        return t[layer.row_prompt, layer.row_slot]
+        return t[0] if one_block else t[layer.row_prompt, layer.row_slot]
 
     prompt_max, prompt_sum, prompt_out = (
         to_rows(prompt_max),

@@ -16,7 +16,7 @@ import torch
 from model.engine.attention import ACTIVE, enable_shared_prefix
 from model.engine.batching import PADDING_WASTE_LIMIT, length_buckets
 from model.engine.kv_cache import make_cache
-from model.engine.loading import chosen_implementation, load_model
+from model.engine.loading import chosen_implementation, chosen_matmul_dtype, load_model
 from model.engine.records import (
     DecodeRow,
     EngineLoadError,
@@ -110,6 +110,7 @@ class Engine:
         shared_prefix: bool = True,
         threads: int | str | None = None,
         implementation: str | None = None,
+        matmul_dtype: str | None = None,
     ) -> Engine:
         """Load a local Hugging Face causal-LM directory; never downloads.
 
@@ -120,6 +121,8 @@ class Engine:
         ``implementation``: ``"torch"`` (the engine's own Llama, no transformers import),
         ``"transformers"``, or ``"auto"`` (the first when the checkpoint allows it); default
         ``$DOCOMPLETE_MODEL_IMPL`` or auto (see ``model.engine.loading``).
+        ``matmul_dtype``: ``"float32"``, ``"bfloat16"`` or ``"auto"`` for the torch Llama's
+        layer projections on the CPU; default ``$DOCOMPLETE_MATMUL_DTYPE`` or float32.
         """
         path = Path(path).expanduser()
         if not (path / "config.json").is_file():
@@ -133,8 +136,13 @@ class Engine:
             raise EngineLoadError(f"bad device {device!r}: use auto, cpu or cuda ({exc})") from exc
         if dev.type == "cuda" and not torch.cuda.is_available():
             raise EngineLoadError("CUDA is not available on this machine: use --device auto or cpu")
+        dtype = dtype or default_dtype
         loaded = load_model(
-            path, dev, dtype or default_dtype, chosen_implementation(implementation)
+            path,
+            dev,
+            dtype,
+            chosen_implementation(implementation),
+            chosen_matmul_dtype(matmul_dtype, dev, dtype),
         )
         model = loaded.model
         # transformers declares ``to`` with ``@wraps(torch.nn.Module.to)``, which makes mypy
@@ -215,7 +223,9 @@ class Engine:
         finished: dict[int, list[tuple[int, GeneratedCandidate]]] = {id(r): [] for r in live}
 
         reserve = max(row.max_tokens for row in rows)
+        prefill_started = time.perf_counter()
         logits, cache, attention_mask, positions = self._prefill(prompt_ids, reserve)
+        self.stats.prefill_seconds += time.perf_counter() - prefill_started
         # Share each prompt's cache among its n samples: row order is prompt-major.
         repeats = torch.tensor([r.params.n for r in live], device=self.device)
         row_source = torch.repeat_interleave(torch.arange(len(live), device=self.device), repeats)
@@ -253,12 +263,14 @@ class Engine:
 
         step = 0
         while rows:
+            sample_started = time.perf_counter()
             next_ids, raw_logprobs = self._sample(
                 logits, temperatures, top_ps, step_uniforms(seeds, sample_indices, step)
             )
             step += 1
             next_list = next_ids.tolist()
             logprob_list = raw_logprobs.tolist()
+            self.stats.sample_seconds += time.perf_counter() - sample_started
             top_k = max(row.request.top_logprobs for row in rows)
             top_ids: list[list[int]] = []
             top_values: list[list[float]] = []
@@ -336,8 +348,10 @@ class Engine:
                 ACTIVE.cache = None
             positions = positions + 1
             logits = out.logits[:, -1, :].float()  # (B, V)
+            forward_seconds = time.perf_counter() - forward_started
+            self.stats.forward_seconds += forward_seconds
             if self.thread_tuner is not None:
-                self.thread_tuner.after_step(len(rows), time.perf_counter() - forward_started)
+                self.thread_tuner.after_step(len(rows), forward_seconds)
             self.stats.decode_steps += 1
             self.stats.decoded_rows += len(rows)
 

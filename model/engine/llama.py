@@ -136,6 +136,15 @@ class TokenEmbedding(nn.Module):
         return functional.embedding(input_ids, self.weight)
 
 
+def _linear(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """``x @ weight.T`` in the weight's dtype, returned in ``x``'s (no casts when they match).
+
+    With bf16 weights and fp32 activations this is what bf16 autocast computes (the bundled
+    model trained under it): bf16 inputs, fp32 accumulation, the result rounded to bf16.
+    """
+    return functional.linear(x.to(weight.dtype), weight).to(x.dtype)
+
+
 def _rotate_half(x: torch.Tensor) -> torch.Tensor:
     half = x.shape[-1] // 2
     return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
@@ -160,18 +169,18 @@ class Attention(nn.Module):
         layer: Any,
     ) -> torch.Tensor:
         batch, length, _ = x.shape
-        q_size, kv_size = self.heads * self.head_dim, self.kv_heads * self.head_dim
-        q, k, v = functional.linear(x, self.qkv).split([q_size, kv_size, kv_size], dim=-1)
-        q = q.view(batch, length, self.heads, self.head_dim).transpose(1, 2)  # (B, H, T, D)
-        k = k.view(batch, length, self.kv_heads, self.head_dim).transpose(1, 2)  # (B, Hkv, T, D)
-        v = v.view(batch, length, self.kv_heads, self.head_dim).transpose(1, 2)
+        q_size = self.heads * self.head_dim
+        rotated = self.heads + self.kv_heads  # query and key heads: rotated in one pass
+        qkv = _linear(x, self.qkv).view(batch, length, rotated + self.kv_heads, self.head_dim)
+        qk = qkv[:, :, :rotated].transpose(1, 2)  # (B, H + Hkv, T, D)
+        v = qkv[:, :, rotated:].transpose(1, 2)  # (B, Hkv, T, D)
         cos, sin = rotary
-        q = q * cos + _rotate_half(q) * sin
-        k = k * cos + _rotate_half(k) * sin
+        qk = qk * cos + _rotate_half(qk) * sin
+        q, k = qk.split([self.heads, self.kv_heads], dim=1)  # (B, H, T, D), (B, Hkv, T, D)
         if layer is not None and length == 1 and getattr(layer, "row_prompt", None) is not None:
             layer.update(k, v)  # a decode step over prompts shared by their samples
             out = shared_prefix_decode(layer, q, self.scale)  # (B, 1, H, D)
-            return functional.linear(out.reshape(batch, 1, q_size), self.out)
+            return _linear(out.reshape(batch, 1, q_size), self.out)
         if layer is not None:
             k, v = layer.update(k, v)  # (B, Hkv, K, D): cached keys and these
         if self.kv_heads != self.heads:
@@ -181,7 +190,7 @@ class Attention(nn.Module):
         out = functional.scaled_dot_product_attention(
             q, k, v, attn_mask=mask, is_causal=mask is None and length > 1, scale=self.scale
         )  # (B, H, T, D)
-        return functional.linear(out.transpose(1, 2).reshape(batch, length, q_size), self.out)
+        return _linear(out.transpose(1, 2).reshape(batch, length, q_size), self.out)
 
 
 class MLP(nn.Module):
@@ -193,8 +202,8 @@ class MLP(nn.Module):
         self.down = _empty(shape.hidden_size, shape.intermediate_size)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        gate, up = functional.linear(x, self.gate_up).chunk(2, dim=-1)
-        return functional.linear(functional.silu(gate) * up, self.down)
+        gate, up = _linear(x, self.gate_up).chunk(2, dim=-1)
+        return _linear(functional.silu(gate) * up, self.down)
 
 
 class DecoderLayer(nn.Module):
@@ -244,6 +253,24 @@ class TorchLlama(nn.Module):
 
     def get_input_embeddings(self) -> nn.Module:
         return self.embed
+
+    def use_matmul_dtype(self, dtype: torch.dtype) -> None:
+        """Keep the decoder layers' projection weights in ``dtype`` (e.g. bf16) and multiply in
+        it; activations, norms, attention, the KV cache and the output head stay as they are.
+
+        Half the weight bytes per decode step (a small batch's step is bound by reading the
+        weights) and native bf16 matmuls for the prefill, on CPUs that have them. The output
+        head keeps its dtype so logits and log-probs keep their precision.
+        """
+        for block in self.layers:
+            assert isinstance(block, DecoderLayer)
+            for parameter in (
+                block.attention.qkv,
+                block.attention.out,
+                block.mlp.gate_up,
+                block.mlp.down,
+            ):
+                parameter.data = parameter.data.to(dtype)
 
     def new_cache(self, kind: str, reserve_tokens: int) -> LayerCache:
         """An empty cache of ``kind`` (shared or preallocated) for one generation."""
@@ -331,8 +358,13 @@ def _checkpoint_names(shape: LlamaShape) -> dict[str, tuple[str, int, int]]:
     return names
 
 
-def load_llama(path: Path, device: torch.device, dtype: torch.dtype) -> TorchLlama | str:
+def load_llama(
+    path: Path, device: torch.device, dtype: torch.dtype, matmul_dtype: torch.dtype | None = None
+) -> TorchLlama | str:
     """The Llama checkpoint in ``path`` on ``device`` in ``dtype``, or why it needs transformers.
+
+    ``matmul_dtype`` (default ``dtype``): the decoder layers' projections, see
+    ``TorchLlama.use_matmul_dtype``.
 
     Each tensor is read from the safetensors file and converted straight into its slot of the
     model's (fused) parameters: one copy, no intermediate float32 checkpoint.
@@ -353,6 +385,8 @@ def load_llama(path: Path, device: torch.device, dtype: torch.dtype) -> TorchLla
     with torch.device(device):
         model = TorchLlama(shape).to(dtype)
     model.inv_freq = model.inv_freq.float()  # rotary angles in fp32 whatever the weights' dtype
+    if matmul_dtype is not None and matmul_dtype != dtype:
+        model.use_matmul_dtype(matmul_dtype)  # before filling: each tensor is copied once
     parameters = dict(model.named_parameters(remove_duplicate=False))
     filled: set[str] = set()
     for file in files:

@@ -6,6 +6,11 @@ a plain Llama checkpoint with a plain ``tokenizer.json`` is read with ``safetens
 ``tokenizers`` into ``model.engine.llama.TorchLlama`` instead. Everything else loads through
 ``AutoModelForCausalLM`` / ``AutoTokenizer`` as before. ``DOCOMPLETE_MODEL_IMPL`` (or
 ``Engine.load(implementation=…)``) forces one side: ``torch``, ``transformers``, or ``auto``.
+
+``DOCOMPLETE_MATMUL_DTYPE`` (or ``Engine.load(matmul_dtype=…)``) picks the dtype of the torch
+Llama's layer projections on the CPU: ``float32`` (the default: every value as the checkpoint
+computes in fp32), ``bfloat16``, or ``auto`` (bf16 where the CPU multiplies bf16 natively, AMX
+or AVX512-BF16). See ``TorchLlama.use_matmul_dtype``.
 """
 
 from __future__ import annotations
@@ -25,6 +30,9 @@ log = logging.getLogger(__name__)
 
 IMPLEMENTATION_ENV = "DOCOMPLETE_MODEL_IMPL"
 IMPLEMENTATIONS = ("auto", "torch", "transformers")
+MATMUL_DTYPE_ENV = "DOCOMPLETE_MATMUL_DTYPE"
+MATMUL_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+DEFAULT_MATMUL_DTYPE = "float32"
 
 
 @dataclass(frozen=True)
@@ -48,10 +56,47 @@ def chosen_implementation(requested: str | None = None) -> str:
     return value
 
 
+def cpu_multiplies_bf16() -> bool:
+    """Whether this x86 CPU has native bf16 matmuls (AMX-BF16 or AVX512-BF16)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
+            flags = cpuinfo.read()
+    except OSError:
+        return False
+    return " amx_bf16" in flags or " avx512_bf16" in flags
+
+
+def chosen_matmul_dtype(
+    requested: str | None, device: torch.device, dtype: torch.dtype
+) -> torch.dtype | None:
+    """The layer projections' dtype: ``requested``, else ``$DOCOMPLETE_MATMUL_DTYPE``, else the
+    default; None means ``dtype`` (always on a GPU, which picks its own dtype)."""
+    value = (requested or os.environ.get(MATMUL_DTYPE_ENV, "") or DEFAULT_MATMUL_DTYPE).strip()
+    value = value.lower()
+    if value not in (*MATMUL_DTYPES, "auto"):
+        raise EngineLoadError(
+            f"unknown matmul dtype {value!r} (from {MATMUL_DTYPE_ENV} or the caller): "
+            "use float32, bfloat16 or auto"
+        )
+    if device.type != "cpu" or dtype != torch.float32:
+        return None
+    if value == "auto":
+        value = "bfloat16" if cpu_multiplies_bf16() else "float32"
+    chosen = MATMUL_DTYPES[value]
+    return chosen if chosen != dtype else None
+
+
 def load_model(
-    path: Path, device: torch.device, dtype: torch.dtype, implementation: str = "auto"
+    path: Path,
+    device: torch.device,
+    dtype: torch.dtype,
+    implementation: str = "auto",
+    matmul_dtype: torch.dtype | None = None,
 ) -> LoadedModel:
-    """Model and tokenizer of ``path`` on ``device``; raises EngineLoadError (one line)."""
+    """Model and tokenizer of ``path`` on ``device``; raises EngineLoadError (one line).
+
+    ``matmul_dtype`` applies to the torch-only Llama; a transformers model computes in ``dtype``.
+    """
     reason: str | None = None
     if implementation != "transformers":
         reason = _torch_only_reason(path)
@@ -62,7 +107,7 @@ def load_model(
             torch.set_num_threads(1)
             try:
                 with collection_paused():
-                    loaded = _load_torch_only(path, device, dtype)
+                    loaded = _load_torch_only(path, device, dtype, matmul_dtype)
             except Exception as exc:  # safetensors / tokenizers raise their own types
                 loaded = f"{type(exc).__name__}: {exc}".splitlines()[0]
             finally:
@@ -94,14 +139,16 @@ def _torch_only_reason(path: Path) -> str | None:
     return shape if isinstance(shape, str) else None
 
 
-def _load_torch_only(path: Path, device: torch.device, dtype: torch.dtype) -> LoadedModel | str:
+def _load_torch_only(
+    path: Path, device: torch.device, dtype: torch.dtype, matmul_dtype: torch.dtype | None
+) -> LoadedModel | str:
     from model.engine.llama import load_llama
     from model.engine.tokenizer import load_tokenizer_files
 
     tokenizer = load_tokenizer_files(path)
     if isinstance(tokenizer, str):
         return tokenizer
-    model = load_llama(path, device, dtype)
+    model = load_llama(path, device, dtype, matmul_dtype)
     if isinstance(model, str):
         return model
     return LoadedModel(model, tokenizer, "torch")

@@ -78,6 +78,10 @@ class EngineStats:
     decode_steps: int = 0  # forward calls of the decode loop
     decoded_rows: int = 0  # sum over decode steps of the rows in the batch
     generated_tokens: int = 0
+    # Wall time: prompt forward passes, decode-step forward passes, and token choice (sampling).
+    prefill_seconds: float = 0.0
+    forward_seconds: float = 0.0
+    sample_seconds: float = 0.0
 
 
 @dataclass

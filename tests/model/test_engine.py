@@ -186,6 +186,21 @@ def test_shared_prompt_attention_matches_the_copied_cache_path(
             assert a.token_logprobs == pytest.approx(b.token_logprobs, abs=1e-4)
 
 
+def test_one_prompt_s_samples_match_the_copied_cache_path(
+    engine: Engine, tiny_model_path: Path
+) -> None:
+    """An editor's request (one prompt, n samples: the shared-prefix attention's one-block
+    path) samples the same tokens as copying the prompt's cache to every row."""
+    copying = Engine.load(tiny_model_path, shared_prefix=False)
+    params = SamplingParams(n=4, temperature=0.9, max_tokens=24, seed=11, stop=("\n\n",))
+    [shared] = engine.generate([PROMPTS[0]], params)
+    [copied] = copying.generate([PROMPTS[0]], params)
+    assert [c.token_ids for c in shared] == [c.token_ids for c in copied]
+    assert len({c.generated_tokens for c in shared}) > 1  # rows left the batch one by one
+    for a, b in zip(shared, copied, strict=True):
+        assert a.token_logprobs == pytest.approx(b.token_logprobs, abs=1e-4)
+
+
 @pytest.mark.slow
 def test_bundled_model_completes_a_docstring() -> None:
     from model.paths import default_model_path
@@ -201,11 +216,13 @@ def test_bundled_model_completes_a_docstring() -> None:
     assert any("return" in c.text for c in candidates)
 
 
-def test_top_p_sampling_keeps_exactly_the_nucleus(engine: Engine) -> None:
-    """The top-k shortcut must pick the same tokens as a full sort of the vocabulary."""
+@pytest.mark.parametrize("spread", [4.0, 2.0, 0.5])
+def test_top_p_sampling_keeps_exactly_the_nucleus(engine: Engine, spread: float) -> None:
+    """The top-k shortcuts must pick the same tokens as a full sort of the vocabulary, whether
+    the nucleus lies in the top 64 (peaked logits), the top 256 or neither (flat)."""
     generator = torch.Generator().manual_seed(0)
     rows, vocab = 64, 1000
-    logits = torch.randn(rows, vocab, generator=generator) * 4  # peaked: nucleus in the top-k
+    logits = torch.randn(rows, vocab, generator=generator) * spread
     temperatures = torch.full((rows,), 0.8)
     top_ps = torch.full((rows,), 0.9)
     uniforms = torch.rand(rows, generator=generator, dtype=torch.float64)

@@ -123,6 +123,45 @@ def test_environment_variable_forces_the_transformers_path(
         Engine.load(tiny_models["gqa"])
 
 
+def test_bf16_projections_keep_the_fp32_model_s_log_probs_close(
+    tiny_models: dict[str, Path],
+) -> None:
+    """``matmul_dtype="bfloat16"`` stores and multiplies only the layers' projections in bf16:
+    the embedding/output head, norms and cache stay fp32, and log-probs move by bf16 rounding."""
+    path = tiny_models["mqa-tied-sharded"]
+    exact = Engine.load(path, matmul_dtype="float32")
+    fast = Engine.load(path, matmul_dtype="bfloat16")
+    dtypes = {n: p.dtype for n, p in fast.model.named_parameters(remove_duplicate=False)}
+    assert dtypes["layers.0.attention.qkv"] == torch.bfloat16
+    assert dtypes["layers.0.mlp.down"] == torch.bfloat16
+    assert dtypes["embed.weight"] == torch.float32  # tied to the output head: logits in fp32
+    assert dtypes["layers.0.attention_norm.weight"] == torch.float32
+    assert {p.dtype for p in exact.model.parameters()} == {torch.float32}
+    ids = torch.tensor([exact.encode(PROMPTS[0])])
+    with torch.inference_mode():
+        want = torch.log_softmax(exact.model(input_ids=ids).logits, dim=-1)
+        got = torch.log_softmax(fast.model(input_ids=ids).logits, dim=-1)
+    assert got.dtype == torch.float32
+    assert torch.allclose(got, want, atol=0.05, rtol=0)
+    assert not torch.equal(got, want)  # the projections really ran in bf16
+    # Sampling through the cache (prefill + decode steps) works as with fp32 weights.
+    params = SamplingParams(n=3, temperature=0.8, max_tokens=8, seed=5)
+    [candidates] = fast.generate([PROMPTS[1]], params)
+    assert len(candidates) == 3 and all(c.generated_tokens > 0 for c in candidates)
+
+
+def test_matmul_dtype_comes_from_the_environment(
+    tiny_models: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DOCOMPLETE_MATMUL_DTYPE", "bfloat16")
+    params = dict(Engine.load(tiny_models["gqa"]).model.named_parameters())
+    assert params["layers.0.mlp.gate_up"].dtype == torch.bfloat16
+    monkeypatch.setenv("DOCOMPLETE_MATMUL_DTYPE", "int4")
+    with pytest.raises(EngineLoadError, match="use float32, bfloat16 or auto") as bad:
+        Engine.load(tiny_models["gqa"])
+    assert "\n" not in str(bad.value)
+
+
 def test_tokenizer_files_encode_and_decode_like_auto_tokenizer(tmp_path: Path) -> None:
     from transformers import AutoTokenizer
 
