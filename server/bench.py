@@ -257,7 +257,12 @@ def run_bench(args: argparse.Namespace) -> int:
         raise CommandError("--requests must be at least 1")
     if args.cold_starts is not None and args.cold_starts < 1:
         raise CommandError("--cold-starts must be at least 1")
+    temperature = getattr(args, "temperature", None)
+    if temperature is not None and not 0.0 <= temperature <= 2.0:
+        raise CommandError("--temperature must lie between 0 and 2")
     settings = demo_settings(argparse.Namespace(backend=args.backend, model=args.model, n=args.n))
+    if temperature is not None:
+        settings["temperature"] = temperature
     settings["logLevel"] = "warning"
     # Latency of every answer: failing candidates stay in the inline list (the default policy
     # would answer with no items when all fail, which is not what is being timed).

@@ -46,6 +46,11 @@ def register(commands: argparse._SubParsersAction, bench: argparse._SubParsersAc
     )
     bench_lsp.add_argument("--n", type=int, default=4, help="candidates per request")
     bench_lsp.add_argument(
+        "--temperature",
+        type=float,
+        help="the server's sampling temperature (default: its own, docomplete.temperature)",
+    )
+    bench_lsp.add_argument(
         "--busy-loop",
         action="store_true",
         help="keep one core busy with another process while measuring (background load)",

@@ -78,6 +78,20 @@ def test_bench_lsp_writes_its_figures(tmp_path: Path):
     assert "real_file_p95_ms" in result.stdout
 
 
+def test_bench_lsp_temperature_reaches_the_model_server(tmp_path: Path):
+    out = tmp_path / "lsp.json"
+    with ScriptedBackend(DEMO_REPLIES) as backend:
+        result = run_cli(
+            "bench", "lsp", "--backend", backend.url, "--requests", "2", "--temperature", "0.3",
+            "--json", str(out),
+        )  # fmt: skip
+        sent = {r.get("temperature") for r in backend.requests if "prompt" in r}
+    assert result.returncode == 0, result.stderr
+    assert sent == {0.3}
+    bad = run_cli("bench", "lsp", "--backend", "http://127.0.0.1:9", "--temperature", "3")
+    assert bad.returncode != 0 and "--temperature must lie between 0 and 2" in bad.stderr
+
+
 def test_bench_lsp_cold_starts_measures_fresh_servers(tmp_path: Path):
     out = tmp_path / "cold.json"
     with ScriptedBackend(DEMO_REPLIES) as backend:
