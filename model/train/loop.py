@@ -61,21 +61,15 @@ def pick_device(name: str):
     return torch.device(name)
 
 
-def cpu_has_native_bf16() -> bool:
-    """True on x86 CPUs with AMX-BF16 or AVX512-BF16 (bf16 autocast is then ~2x faster than fp32;
-    without them it is many times slower)."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return " amx_bf16" in flags or " avx512_bf16" in flags
-
-
 def wants_bf16(device, mode: str) -> bool:
     if mode not in ("auto", "on", "off"):
         raise ValueError(f"bf16 must be auto, on or off, not {mode!r}")
     if mode == "auto":
-        return device.type == "cuda" or (device.type == "cpu" and cpu_has_native_bf16())
+        # The engine's check: AMX-BF16 or AVX512-BF16 (bf16 autocast is then ~2x faster than
+        # fp32; without them it is many times slower).
+        from model.engine.loading import cpu_multiplies_bf16
+
+        return device.type == "cuda" or (device.type == "cpu" and cpu_multiplies_bf16())
     return mode == "on"
 
 
