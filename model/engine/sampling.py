@@ -50,9 +50,9 @@ def sample_next(
     """Next token per row (greedy where T == 0, else top-p sampling) + its raw log-prob."""
     raw_logprobs = torch.log_softmax(logits, dim=-1)  # (B, V)
     sampling = temperatures > 0
-    all_sampling = bool(sampling.all())
-    greedy = logits.argmax(dim=-1) if not all_sampling else None  # (B,)
-    if all_sampling or bool(sampling.any()):
+    # The argmax only for rows that decode greedily (None: every row samples).
+    greedy = None if bool(sampling.all()) else logits.argmax(dim=-1)  # (B,)
+    if greedy is None or bool(sampling.any()):
         safe_t = torch.where(sampling, temperatures, torch.ones_like(temperatures))
         probs = torch.softmax(logits / safe_t.unsqueeze(1), dim=-1)  # (B, V)
         order: torch.Tensor | None
