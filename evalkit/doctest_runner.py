@@ -16,6 +16,8 @@ from __future__ import annotations
 import ast
 import dataclasses
 import doctest
+import functools
+import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -195,8 +197,10 @@ def run_doctests(
     option_flags: int = 0,
     isolation: sandbox.Isolation = "auto",
     extra_ro_paths: Sequence[str] = (),
+    cancel: threading.Event | None = None,
 ) -> list[DoctestVerdict]:
-    """One verdict per candidate (same order); ``timeout_s`` is per candidate.
+    """One verdict per candidate (same order); ``timeout_s`` is per candidate. Setting
+    ``cancel`` stops the run (``sandbox.JobsCancelled``).
 
     ``prelude`` is the module context (imports, constants, helpers); each candidate is a
     complete function definition. ``option_flags`` are doctest flags applied to every
@@ -214,9 +218,15 @@ def run_doctests(
     )
     # An editor is waiting: a candidate starved by machine load gets only a little extra time.
     job["starvation_cap"] = STARVATION_CAP
-    raw = sandbox.execute_jobs(
-        [job], workers=1, memory_mb=memory_mb, isolation=isolation, extra_ro_paths=extra_ro_paths
-    )[0]
+    run = functools.partial(
+        sandbox.execute_jobs,
+        workers=1,
+        memory_mb=memory_mb,
+        isolation=isolation,
+        extra_ro_paths=extra_ro_paths,
+        cancel=cancel,
+    )
+    raw = run([job])[0]
     if "candidates" in raw:
         return [_judge(parsed, result, option_flags) for result in raw["candidates"]]
     if len(candidates) == 1:
@@ -224,9 +234,7 @@ def run_doctests(
     # The whole sandbox was lost (only possible with weak isolation, e.g. a candidate killed
     # the harness): check each candidate on its own so only the culprit pays for it.
     singles = [{**job, "candidates": [candidate]} for candidate in candidates]
-    raws = sandbox.execute_jobs(
-        singles, workers=1, memory_mb=memory_mb, isolation=isolation, extra_ro_paths=extra_ro_paths
-    )
+    raws = run(singles)
     return [
         _judge(parsed, one["candidates"][0], option_flags)
         if "candidates" in one

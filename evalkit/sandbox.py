@@ -19,6 +19,7 @@ Timeouts do not count the time a program waited for a CPU, so verdicts hold on a
 from __future__ import annotations
 
 import dataclasses
+import threading
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -27,6 +28,7 @@ from evalkit.sandbox_layers import (
     ISOLATIONS,
     SANDBOX_UID,
     Isolation,
+    JobsCancelled,
     SandboxError,
     SandboxLayers,
     SandboxUnavailable,
@@ -45,6 +47,7 @@ __all__ = [
     "STATUSES",
     "ExecutionResult",
     "Isolation",
+    "JobsCancelled",
     "SandboxError",
     "SandboxLayers",
     "SandboxUnavailable",
@@ -93,10 +96,12 @@ def execute_jobs(
     memory_mb: int = 512,
     isolation: Isolation = "auto",
     extra_ro_paths: Sequence[str] = (),
+    cancel: threading.Event | None = None,
 ) -> list[dict[str, Any]]:
     """Run raw harness jobs over ``workers`` warm sandboxes; results in job order.
 
     ``extra_ro_paths``: directories the programs may also read (e.g. a project's site-packages).
+    Setting ``cancel`` kills the sandboxes still running jobs and raises ``JobsCancelled``.
     """
     return sandbox_pool.execute_jobs(
         jobs,
@@ -105,6 +110,7 @@ def execute_jobs(
         memory_mb=memory_mb,
         isolation=isolation,
         extra_ro_paths=extra_ro_paths,
+        cancel=cancel,
     )
 
 

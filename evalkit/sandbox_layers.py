@@ -41,6 +41,11 @@ class SandboxError(RuntimeError):
     """The sandbox itself cannot run here (not a verdict about the program)."""
 
 
+class JobsCancelled(Exception):
+    """The caller stopped a batch of sandbox jobs (its ``cancel`` event was set); the sandboxes
+    running them were killed."""
+
+
 class SandboxUnavailable(SandboxError):
     """No strong isolation on this machine and no explicit opt-in to the weak fallback.
 

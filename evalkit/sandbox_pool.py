@@ -34,6 +34,7 @@ from evalkit.sandbox_harness import BOOTSTRAP, SANDBOX_MODULES, WARM_MODULES
 from evalkit.sandbox_layers import (
     SANDBOX_UID,
     Isolation,
+    JobsCancelled,
     SandboxError,
     SandboxLayers,
     _as_sandbox_user,
@@ -50,6 +51,7 @@ WATCHDOG_GRACE_S = 10.0
 PIPELINE_DEPTH = 2  # jobs sent ahead to each sandbox
 PIPELINE_MAX_BYTES = 32 << 10  # larger jobs are sent only to an idle sandbox (pipes hold 64 KiB)
 RESULT_LIMIT = 64 << 20
+CANCEL_POLL_S = 0.05  # how often a batch with a ``cancel`` event looks at it while it waits
 
 
 @functools.lru_cache(maxsize=4)
@@ -299,8 +301,12 @@ def execute_jobs(
     memory_mb: int = 512,
     isolation: Isolation = "auto",
     extra_ro_paths: Sequence[str] = (),
+    cancel: threading.Event | None = None,
 ) -> list[dict[str, Any]]:
     """Run harness jobs over ``workers`` warm sandboxes; results in job order.
+
+    Setting ``cancel`` (checked every ``CANCEL_POLL_S``) stops the batch: the sandboxes still
+    running a job are killed, the idle ones kept, and ``JobsCancelled`` is raised.
 
     ``extra_ro_paths`` are existing directories the programs may read (bound read-only into
     bubblewrap; added to Landlock's read rules in the fallback), e.g. a project's virtualenv
@@ -383,6 +389,10 @@ def execute_jobs(
                 slot: head_started[slot] + _job_budget_s(jobs[queues[slot][0]]) for slot in busy
             }
             timeout = max(0.0, min(deadlines.values()) - time.monotonic())
+            if cancel is not None:
+                if cancel.is_set():
+                    raise JobsCancelled(f"{sum(map(len, queues)) + len(pending)} jobs cancelled")
+                timeout = min(timeout, CANCEL_POLL_S)
             for key, _ in selector.select(timeout):
                 slot = key.data
                 session = slots[slot]

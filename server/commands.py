@@ -56,6 +56,14 @@ def register(commands: argparse._SubParsersAction, bench: argparse._SubParsersAc
         help="keep one core busy with another process while measuring (background load)",
     )
     bench_lsp.add_argument(
+        "--runs",
+        type=int,
+        default=1,
+        metavar="K",
+        help="run the workload K times, each on a fresh server, and report each figure's median "
+        "(with the per-run p50, p95 and pass counts)",
+    )
+    bench_lsp.add_argument(
         "--cold-starts",
         type=int,
         metavar="K",

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 from collections.abc import Collection, Sequence
 from typing import Any
 
@@ -98,16 +99,19 @@ def run_examples(
     timeout_s: float,
     may_be_missing: Collection[str] = (),
     extra_paths: Sequence[str] = (),
+    cancel: threading.Event | None = None,
 ) -> list[DoctestOutcome]:
     """One outcome per program, in order; blocking (call it in a worker thread).
 
     ``extra_paths`` are directories the sandbox may read (a virtualenv's site-packages).
+    Setting ``cancel`` stops the run: ``evalkit.sandbox.JobsCancelled`` is raised.
     """
     if not sources:
         return []
     if not examples:
         return [DoctestOutcome(status="no-examples") for _ in sources]
     from evalkit.doctest_runner import run_doctests
+    from evalkit.sandbox_layers import JobsCancelled
 
     try:
         verdicts = run_doctests(
@@ -116,7 +120,10 @@ def run_examples(
             list(examples),
             timeout_s=timeout_s,
             extra_ro_paths=tuple(extra_paths),
+            cancel=cancel,
         )
+    except JobsCancelled:
+        raise
     except Exception as exc:  # the sandbox failing must not take completions down with it
         _note_failure(exc)
         return [

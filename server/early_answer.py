@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass
 from typing import Any
 
 from evalkit.candidate_policy import mean_logprob_of
+from evalkit.sandbox_layers import JobsCancelled
 from model.protocol import Candidate
 from model.streaming import DecodeBudget
 from server.context import CompletionSite
@@ -29,11 +31,22 @@ from server.verdicts import describe, order_by_verdict
 DECODE_BUDGET = DecodeBudget()
 #: After ``requestTimeout`` the unfinished samples are truncated; this long is waited for them.
 TRUNCATE_GRACE_S = 1.0
+#: How long the answer waits for one run of a request's doctests. Examples take milliseconds
+#: (a project's imports a few hundred); a run that takes longer is nearly always a candidate that
+#: loops until ``doctestTimeout`` (3 s per candidate). The request is then answered with what is
+#: ready, the candidates being checked shown as "examples still running"; their verdicts reach
+#: the cache and the picker when the run ends.
+DOCTEST_PATIENCE_S = 1.0
+#: The status of a candidate whose examples are still running when the request is answered.
+CHECKING = DoctestOutcome(status="checking")
+#: ... and of one whose examples were stopped for a newer request (``stop_slow_doctests``).
+STOPPED = DoctestOutcome(status="skipped", details="stopped for a newer request")
 
 #: Post-processes one raw candidate for the site (None: nothing worth showing is left).
 Prepare = Callable[[Candidate], "CleanCandidate | None"]
-#: Runs the docstring's examples against candidates (one outcome per candidate, in order).
-DoctestRunner = Callable[[list[CleanCandidate]], Awaitable[list[DoctestOutcome]]]
+#: Runs the docstring's examples against candidates (one outcome per candidate, in order);
+#: setting the event stops it (``evalkit.sandbox.JobsCancelled``).
+DoctestRunner = Callable[[list[CleanCandidate], threading.Event], Awaitable[list[DoctestOutcome]]]
 
 
 def _likelier(candidate: Candidate, than: Candidate) -> bool:
@@ -48,8 +61,9 @@ class StreamedCompletion:
     """One request's candidates as they arrive from a ``model.streaming.CandidateStream``.
 
     ``answer`` resolves with why the request may be answered now: ``"passing"`` (a candidate
-    passed all its examples) or ``"all"`` (every sample finished); ``task`` runs until the
-    stream ends, also after the answer. ``ranked()`` is the ranking of what arrived so far.
+    passed all its examples), ``"all"`` (every sample finished) or ``"doctests-slow"`` (a run
+    of doctests outlasted ``DOCTEST_PATIENCE_S``); ``task`` runs until the stream ends, also
+    after the answer. ``ranked()`` is the ranking of what arrived so far.
     """
 
     def __init__(
@@ -72,6 +86,8 @@ class StreamedCompletion:
         self.clean: list[CleanCandidate] = []
         self.outcomes: list[DoctestOutcome] = []
         self._by_key: dict[str, int] = {}
+        self._checking: list[CleanCandidate] = []  # whose doctests run past the answer
+        self._stop_checking: threading.Event | None = None  # stops that run
         self.timings_ms: dict[str, float] = {}
         self.doctest_ms = 0.0
         self.answer: asyncio.Future[str] = asyncio.get_running_loop().create_future()
@@ -123,7 +139,26 @@ class StreamedCompletion:
         if not fresh:
             return
         checking = time.perf_counter()
-        outcomes = await self.run_doctests(list(fresh.values()))
+        stop = threading.Event()
+        run = asyncio.ensure_future(self.run_doctests(list(fresh.values()), stop))
+        try:
+            await asyncio.wait([run], timeout=DOCTEST_PATIENCE_S)
+            if not run.done() and not self.answer.done():
+                self.log.info("doctests still running after %.1f s: answering", DOCTEST_PATIENCE_S)
+                self._checking, self._stop_checking = list(fresh.values()), stop
+                self._mark("doctestsSlow")
+                self.answer.set_result("doctests-slow")
+            try:
+                outcomes = await run
+            except JobsCancelled:
+                self.log.info("stopped the doctests of %d candidates", len(fresh))
+                outcomes = [STOPPED] * len(fresh)
+        except asyncio.CancelledError:
+            stop.set()  # the sandbox is killed rather than left to finish
+            run.cancel()
+            raise
+        finally:
+            self._checking, self._stop_checking = [], None
         self.doctest_ms += (time.perf_counter() - checking) * 1000
         for (key, clean), outcome in zip(fresh.items(), outcomes, strict=True):
             self._by_key[key] = len(self.clean)
@@ -132,7 +167,18 @@ class StreamedCompletion:
 
     # -- what the pipeline reads ---------------------------------------------------------------
     def ranked(self) -> list[RankedCandidate]:
-        return order_by_verdict(rank_candidates(self.clean, self.outcomes))
+        """What arrived so far, best first; candidates whose examples are still running (see
+        ``DOCTEST_PATIENCE_S``) are included, as ``checking``."""
+        checking = [CHECKING] * len(self._checking)
+        return order_by_verdict(
+            rank_candidates([*self.clean, *self._checking], [*self.outcomes, *checking])
+        )
+
+    def stop_slow_doctests(self) -> None:
+        """Stop a run of doctests that outlasted the answer (a newer request wants the CPU and
+        the sandbox); its candidates keep the verdict ``skipped``."""
+        if self._stop_checking is not None:
+            self._stop_checking.set()
 
     @property
     def decode_steps(self) -> int:
@@ -222,7 +268,8 @@ class BackgroundSamples:
     def settle(self, key: Hashable, affinity: str | None, log: logging.LoggerAdapter) -> None:
         """A new request makes other requests' unfinished samples less wanted: for the same
         document they are stale and dropped; for another one they are cut short (they still
-        reach the cache), so the engine is free for the new request."""
+        reach the cache) and a run of their doctests that outlasted their answer is stopped, so
+        the engine and the sandbox are free for the new request."""
         for other, work in list(self._work.items()):
             if other == key:
                 continue
@@ -232,6 +279,7 @@ class BackgroundSamples:
                 self._work.pop(other, None)
             else:
                 work.streamed.stream.truncate()
+                work.streamed.stop_slow_doctests()
 
     async def finish(self, key: Hashable, timeout_s: float) -> None:
         """Wait for ``key``'s unfinished samples (truncated after ``timeout_s``)."""

@@ -4,9 +4,10 @@ One request id is threaded through every log line of a request. Backend failures
 into one user-facing message per outage; while a model server is down, requests fail fast
 instead of waiting on it again, and the first request after a short pause probes whether it is
 back. The embedded engine is never "down" for being slow: it streams its candidates
-(:mod:`server.early_answer`), a request is answered as soon as one passes its doctests or at
-``requestTimeout`` with what is ready, and the unfinished ones complete in the background into
-the cache (the picker waits for them; the next request for the document drops them).
+(:mod:`server.early_answer`), and a request is answered with what is ready as soon as one
+passes its doctests, when a run of doctests outlasts a second, or at ``requestTimeout``; the
+unfinished ones complete in the background into the cache (the picker waits for them; the next
+request for the document drops them).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import asyncio
 import dataclasses
 import logging
 import os
+import threading
 import time
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
@@ -66,7 +68,8 @@ class CompletionOutcome:
     raw_count: int = 0
     decode_steps: int = 0  # tokens of the longest raw candidate: what sampling latency scales with
     #: Why the answer was given when it was: "all" (every sample finished), "passing" (one
-    #: passed all its doctests before the others finished) or "timeout" (requestTimeout).
+    #: passed all its doctests before the others finished), "doctests-slow" (a run of doctests
+    #: outlasted server.early_answer.DOCTEST_PATIENCE_S) or "timeout" (requestTimeout).
     answered: str = "all"
 
 
@@ -389,8 +392,10 @@ class CompletionPipeline:
             [fitted] = fit_candidates(site, [candidate])
             return clean_candidate(site, fitted, check_syntax=check_syntax)
 
-        async def doctests(clean: list[CleanCandidate]) -> list[DoctestOutcome]:
-            return await self._doctests(site, config, clean, log)
+        async def doctests(
+            clean: list[CleanCandidate], cancel: threading.Event
+        ) -> list[DoctestOutcome]:
+            return await self._doctests(site, config, clean, log, cancel=cancel)
 
         streamed = StreamedCompletion(
             backend.stream(prompt, params, budget=DECODE_BUDGET),
@@ -494,6 +499,8 @@ class CompletionPipeline:
         config: ServerConfig,
         clean: list[CleanCandidate],
         log: logging.LoggerAdapter,
+        *,
+        cancel: threading.Event | None = None,
     ) -> list[DoctestOutcome]:
         if not clean:
             return []
@@ -513,4 +520,5 @@ class CompletionPipeline:
                 examples,
                 timeout_s=config.doctest_timeout,
                 site_packages=find_site_packages(config.sandbox_site_packages, self.workspace_root),
+                cancel=cancel,
             )

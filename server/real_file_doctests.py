@@ -11,6 +11,7 @@ import functools
 import logging
 import os
 import sys
+import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -70,8 +71,10 @@ def run_site_doctests(
     *,
     timeout_s: float,
     site_packages: str | None = None,
+    cancel: threading.Event | None = None,
 ) -> list[DoctestOutcome]:
-    """One outcome per candidate; blocking (call it in a worker thread)."""
+    """One outcome per candidate; blocking (call it in a worker thread); ``cancel`` stops it
+    (``evalkit.sandbox.JobsCancelled``)."""
     plan = build_plan(
         site,
         [c.source for c in clean],
@@ -87,6 +90,7 @@ def run_site_doctests(
             timeout_s=timeout_s,
             may_be_missing=plan.may_be_missing,
             extra_paths=(site_packages,) if site_packages else (),
+            cancel=cancel,
         )
     )
     skipped = DoctestOutcome(

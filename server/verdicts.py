@@ -76,6 +76,7 @@ _SKIP_REASONS = {
     "no-examples": "no doctest examples",
     "disabled": "doctest filter off",
     "skipped": "examples not run",
+    "checking": "examples still running",
 }
 
 

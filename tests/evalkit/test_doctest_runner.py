@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import doctest
+import threading
 
 import pytest
 
@@ -119,6 +120,19 @@ def test_a_hanging_candidate_times_out_without_hurting_the_others() -> None:
     first, stuck, last = run_doctests("", [fine, hanging, fine], examples, timeout_s=0.5)
     assert first.status == last.status == "passed"
     assert (stuck.passed, stuck.total, stuck.status) == (1, 2, "timeout")
+
+
+def test_a_cancelled_run_stops_its_sandbox_and_the_next_run_is_judged() -> None:
+    """The editor stops a run that outlasted its request: the looping candidate is killed long
+    before its timeout, and the next run gets a working sandbox."""
+    examples = [DoctestExample("double(0)\n", "0\n")]
+    hanging = "def double(x):\n    while True:\n        pass\n"
+    cancel = threading.Event()
+    threading.Timer(0.3, cancel.set).start()
+    with pytest.raises(sandbox.JobsCancelled):
+        run_doctests("", [hanging], examples, timeout_s=60, cancel=cancel)
+    [verdict] = run_doctests("", ["def double(x):\n    return 2 * x\n"], examples, timeout_s=5)
+    assert verdict.status == "passed"
 
 
 CHEATS = {

@@ -92,6 +92,27 @@ def test_bench_lsp_temperature_reaches_the_model_server(tmp_path: Path):
     assert bad.returncode != 0 and "--temperature must lie between 0 and 2" in bad.stderr
 
 
+def test_bench_lsp_runs_reports_medians_of_fresh_servers(tmp_path: Path):
+    out = tmp_path / "lsp.json"
+    with ScriptedBackend(DEMO_REPLIES) as backend:
+        result = run_cli(
+            "bench", "lsp", "--backend", backend.url, "--requests", "2", "--runs", "2",
+            "--json", str(out),
+        )  # fmt: skip
+        # Each run is a fresh server (an empty cache): the workload reaches the model twice.
+        prompts = [r for r in backend.requests if "prompt" in r]
+    assert result.returncode == 0, result.stderr
+    figures = json.loads(out.read_text())
+    assert figures["runs"] == 2 and len(figures["per_run"]) == 2
+    p50s = sorted(run["p50_ms"] for run in figures["per_run"])
+    assert figures["p50_ms"] == round((p50s[0] + p50s[1]) / 2, 2)
+    assert sum(figures["answered"].values()) == 4  # 2 timed requests per run
+    assert len(prompts) >= 2 * 2
+    assert "p50_ms per run" in result.stdout and "median of 2 fresh servers" in result.stdout
+    bad = run_cli("bench", "lsp", "--backend", backend.url, "--runs", "0")
+    assert bad.returncode != 0 and "--runs must be at least 1" in bad.stderr
+
+
 def test_bench_lsp_cold_starts_measures_fresh_servers(tmp_path: Path):
     out = tmp_path / "cold.json"
     with ScriptedBackend(DEMO_REPLIES) as backend:

@@ -71,6 +71,58 @@ async def test_a_passing_candidate_is_answered_before_a_slow_sibling_finishes(tm
         assert again.items[0].insert_text == texts[0]
 
 
+async def test_a_candidate_looping_in_its_doctests_does_not_hold_the_answer(tmp_path: Path):
+    # The likeliest candidate never returns from its example: the sandbox stops it only at
+    # doctestTimeout. The answer comes first, with the candidates marked as still being checked;
+    # the picker then gets the verdicts.
+    loops = "    while True:\n        pass\n"
+    reply = {"match": "reverse_words", "texts": [loops, FAILS], "logprobs": [-0.1, -0.3]}
+    async with scripted_session(tmp_path, [reply], n=2, doctestTimeout=4) as session:
+        session.open(URI, SOURCE)
+        inline = await session.inline(URI, BODY_LINE, 4)
+        assert [item.insert_text for item in inline.items][:1] == ["while True:\n        pass"]
+        [event] = [e for e in await session.telemetry() if e["event"] == "completion"]
+        assert event["answered"] == "doctests-slow"
+        assert event["doctest"] == "checking"
+
+        picked = await session.candidates(URI, BODY_LINE, 4)
+        verdicts = {c["insertText"]: c["doctest"]["status"] for c in picked["candidates"]}
+        assert verdicts == {
+            "while True:\n        pass": "timeout",
+            "return sentence.upper()": "failed",
+        }
+        # The cache now holds the verdicts: asked again, nothing failing is ghost text.
+        again = await session.inline(URI, BODY_LINE, 4)
+        assert not again.items
+
+
+async def test_the_next_request_stops_a_previous_requests_looping_doctests(tmp_path: Path):
+    # Without the stop, the looping candidate would hold the sandbox (and a core) for the
+    # whole doctestTimeout while the user has moved on to another file.
+    loops = {"match": "reverse_words", "texts": ["    while True:\n        pass\n"]}
+    passes = {"match": "def total(", "texts": ["    return sum(numbers)\n"], "logprobs": [-0.1]}
+    other_uri, other = (
+        "file:///tmp/other.py",
+        ('def total(numbers):\n    """Add them up.\n\n    >>> total([1, 2])\n    3\n    """\n'),
+    )
+    settings = {"n": 1, "doctestTimeout": 60}
+    async with scripted_session(tmp_path, [loops, passes], **settings) as session:
+        session.open(URI, SOURCE)
+        first = await session.inline(URI, BODY_LINE, 4)
+        assert [item.insert_text for item in first.items] == ["while True:\n        pass"]
+        session.open(other_uri, other)
+        second = await asyncio.wait_for(session.inline(other_uri, 6, 0), 30)
+        assert [item.insert_text for item in second.items] == ["    return sum(numbers)"]
+        events = [e for e in await session.telemetry() if e["event"] == "completion"]
+        assert [(e["answered"], e["doctest"]) for e in events] == [
+            ("doctests-slow", "checking"),
+            ("passing", "passed"),
+        ]
+        # The stopped candidate is left unjudged (not failed, not still running).
+        picked = await asyncio.wait_for(session.candidates(URI, BODY_LINE, 4), 30)
+        assert [c["doctest"]["status"] for c in picked["candidates"]] == ["skipped"]
+
+
 async def test_a_slow_embedded_model_is_answered_at_the_timeout_and_never_down(tmp_path: Path):
     slow = {"match": "reverse_words", "texts": [SLOW_PASS], "logprobs": [-0.1], "delays": [60]}
     settings = {"n": 2, "requestTimeout": 0.5, "doctestFilter": False}
