@@ -146,6 +146,8 @@ class CompletionPipeline:
         self._background = BackgroundSamples()
         # One doctest run at a time: they then reuse the one warm sandbox.
         self._doctest_lock = asyncio.Lock()
+        #: The run holding the sandbox: its stop event, and whether its request was answered.
+        self._doctest_holder: tuple[threading.Event, Callable[[], bool]] | None = None
 
     async def backend(self, config: ServerConfig) -> Backend:
         """The backend for ``config``, built on first use and rebuilt when its spec changes."""
@@ -395,7 +397,9 @@ class CompletionPipeline:
         async def doctests(
             clean: list[CleanCandidate], cancel: threading.Event
         ) -> list[DoctestOutcome]:
-            return await self._doctests(site, config, clean, log, cancel=cancel)
+            return await self._doctests(
+                site, config, clean, log, cancel=cancel, answered=lambda: streamed.answer.done()
+            )
 
         streamed = StreamedCompletion(
             backend.stream(prompt, params, budget=DECODE_BUDGET),
@@ -501,7 +505,12 @@ class CompletionPipeline:
         log: logging.LoggerAdapter,
         *,
         cancel: threading.Event | None = None,
+        answered: Callable[[], bool] | None = None,
     ) -> list[DoctestOutcome]:
+        """The candidates' doctest outcomes, one sandbox run at a time. ``cancel`` stops this
+        run; ``answered`` says whether its request has had its answer, after which the run is
+        background work that a request waiting for the sandbox stops (a candidate looping until
+        ``doctestTimeout`` would otherwise hold every later request)."""
         if not clean:
             return []
         if not config.doctest_filter:
@@ -512,13 +521,24 @@ class CompletionPipeline:
         log.debug("running %d examples against %d candidates", len(examples), len(clean))
         # Building the plan parses the document and the sandbox run blocks: a worker thread
         # keeps other requests (and cancels) flowing. One run at a time reuses the warm sandbox.
+        holder = self._doctest_holder
+        if self._doctest_lock.locked() and holder is not None and holder[1]():
+            log.info("stopping an answered request's doctests, which hold the sandbox")
+            holder[0].set()
         async with self._doctest_lock:
-            return await asyncio.to_thread(
-                run_site_doctests,
-                site,
-                clean,
-                examples,
-                timeout_s=config.doctest_timeout,
-                site_packages=find_site_packages(config.sandbox_site_packages, self.workspace_root),
-                cancel=cancel,
-            )
+            if cancel is not None and answered is not None:
+                self._doctest_holder = (cancel, answered)
+            try:
+                return await asyncio.to_thread(
+                    run_site_doctests,
+                    site,
+                    clean,
+                    examples,
+                    timeout_s=config.doctest_timeout,
+                    site_packages=find_site_packages(
+                        config.sandbox_site_packages, self.workspace_root
+                    ),
+                    cancel=cancel,
+                )
+            finally:
+                self._doctest_holder = None

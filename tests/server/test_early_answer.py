@@ -25,6 +25,8 @@ from tests.server.test_lsp_session import BODY_LINE, SOURCE, URI
 FAST_PASS = "    return ' '.join(sentence.split()[::-1])\n"
 FAILS = "    return sentence.upper()\n"
 SLOW_PASS = "    words = sentence.split()\n    return ' '.join(reversed(words))\n"
+OTHER_URI = "file:///tmp/other.py"
+OTHER = 'def total(numbers):\n    """Add them up.\n\n    >>> total([1, 2])\n    3\n    """\n'
 
 
 def scripted_session(tmp_path: Path, replies: list[dict], **settings) -> LspSession:
@@ -101,17 +103,13 @@ async def test_the_next_request_stops_a_previous_requests_looping_doctests(tmp_p
     # whole doctestTimeout while the user has moved on to another file.
     loops = {"match": "reverse_words", "texts": ["    while True:\n        pass\n"]}
     passes = {"match": "def total(", "texts": ["    return sum(numbers)\n"], "logprobs": [-0.1]}
-    other_uri, other = (
-        "file:///tmp/other.py",
-        ('def total(numbers):\n    """Add them up.\n\n    >>> total([1, 2])\n    3\n    """\n'),
-    )
     settings = {"n": 1, "doctestTimeout": 60}
     async with scripted_session(tmp_path, [loops, passes], **settings) as session:
         session.open(URI, SOURCE)
         first = await session.inline(URI, BODY_LINE, 4)
         assert [item.insert_text for item in first.items] == ["while True:\n        pass"]
-        session.open(other_uri, other)
-        second = await asyncio.wait_for(session.inline(other_uri, 6, 0), 30)
+        session.open(OTHER_URI, OTHER)
+        second = await asyncio.wait_for(session.inline(OTHER_URI, 6, 0), 30)
         assert [item.insert_text for item in second.items] == ["    return sum(numbers)"]
         events = [e for e in await session.telemetry() if e["event"] == "completion"]
         assert [(e["answered"], e["doctest"]) for e in events] == [
@@ -121,6 +119,32 @@ async def test_the_next_request_stops_a_previous_requests_looping_doctests(tmp_p
         # The stopped candidate is left unjudged (not failed, not still running).
         picked = await asyncio.wait_for(session.candidates(URI, BODY_LINE, 4), 30)
         assert [c["doctest"]["status"] for c in picked["candidates"]] == ["skipped"]
+
+
+async def test_a_request_waiting_for_the_sandbox_stops_an_answered_requests_doctests(
+    tmp_path: Path,
+):
+    # The first request is answered by a passing candidate; its sibling arrives later and loops
+    # in its examples, in the background. The next request must not wait for it.
+    loops = "    while True:\n        pass\n"
+    first = {"match": "reverse_words", "texts": [FAST_PASS, loops], "delays": [0.0, 0.3]}
+    passes = {"match": "def total(", "texts": ["    return sum(numbers)\n"], "logprobs": [-0.1]}
+    async with scripted_session(tmp_path, [first, passes], n=2, doctestTimeout=60) as session:
+        session.open(URI, SOURCE)
+        answer = await session.inline(URI, BODY_LINE, 4)
+        assert answer.items[0].insert_text == "return ' '.join(sentence.split()[::-1])"
+        await asyncio.sleep(1.0)  # the looping sibling is now in the sandbox
+        session.open(OTHER_URI, OTHER)
+        second = await asyncio.wait_for(session.inline(OTHER_URI, 6, 0), 30)
+        assert [item.insert_text for item in second.items] == ["    return sum(numbers)"]
+        events = [e for e in await session.telemetry() if e["event"] == "completion"]
+        assert [e["answered"] for e in events] == ["passing", "passing"]
+        picked = await asyncio.wait_for(session.candidates(URI, BODY_LINE, 4), 30)
+        verdicts = {c["insertText"]: c["doctest"]["status"] for c in picked["candidates"]}
+        assert verdicts == {
+            "return ' '.join(sentence.split()[::-1])": "passed",
+            "while True:\n        pass": "skipped",
+        }
 
 
 async def test_a_slow_embedded_model_is_answered_at_the_timeout_and_never_down(tmp_path: Path):
