@@ -337,9 +337,8 @@ def run_bench(args: argparse.Namespace) -> int:
 
     if args.requests < 1:
         raise CommandError("--requests must be at least 1")
-    if getattr(args, "runs", None) is None:
-        args.runs = 1
-    if args.runs < 1:
+    runs: int = getattr(args, "runs", 1)
+    if runs < 1:
         raise CommandError("--runs must be at least 1")
     if args.cold_starts is not None and args.cold_starts < 1:
         raise CommandError("--cold-starts must be at least 1")
@@ -362,7 +361,7 @@ def run_bench(args: argparse.Namespace) -> int:
             f"bench lsp: {args.requests} inline completions (+{WARMUP_REQUESTS} warm-up), "
             f"n={args.n}, doctest filter on, backend {args.backend}"
             + busy_note
-            + (f"; {args.runs} runs, each on a fresh server" if args.runs > 1 else "")
+            + (f"; {runs} runs, each on a fresh server" if runs > 1 else "")
         )
     load_before = os.getloadavg()[0]
     busy = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if args.busy_loop else None
@@ -379,15 +378,15 @@ def run_bench(args: argparse.Namespace) -> int:
             json_path = Path(args.json) if args.json else None
             emit_bench(title, ["figure", "value", "goal", "met"], rows, cold_figures, json_path)
             return 0
-        runs = [asyncio.run(_measure(settings, workload)) for _ in range(args.runs)]
+        measured_runs = [asyncio.run(_measure(settings, workload)) for _ in range(runs)]
     finally:
         if busy is not None:
             busy.kill()
             busy.wait()
-    for measured in runs:
+    for measured in measured_runs:
         if measured["errors"]:
             raise CommandError(f"the server reported: {measured['errors'][0]}")
-    per_run = [_run_figures(measured) for measured in runs]
+    per_run = [_run_figures(measured) for measured in measured_runs]
     figures = _median_figures(per_run)
     figures.update(
         n=args.n,
@@ -395,9 +394,9 @@ def run_bench(args: argparse.Namespace) -> int:
         model=settings.get("modelPath"),
         busy_loop=bool(args.busy_loop),
         load_avg_before=round(load_before, 2),
-        runs=args.runs,
+        runs=runs,
     )
-    if args.runs > 1:
+    if runs > 1:
         figures["per_run"] = per_run
     figures["goals_ms"] = GOALS_MS
     rows = [
@@ -407,13 +406,13 @@ def run_bench(args: argparse.Namespace) -> int:
     rows += [[name, figures[name], "-", "-"] for name in _REPORTED if name in figures]
     slowest = "; ".join(f"{name} {ms:g} ms" for name, ms in figures["slowest"])
     rows.append(["slowest requests", slowest, "-", "-"])
-    if args.runs > 1:
+    if runs > 1:
         for name in ("p50_ms", "p95_ms", "top_candidate_passes_doctests"):
             values = ", ".join(f"{run[name]:g}" for run in per_run)
             rows.append([f"{name} per run", values, "-", "-"])
     title = "LSP inline-completion latency (client-measured, stdio)"
-    if args.runs > 1:
-        title += f"; each figure the median of {args.runs} fresh servers"
+    if runs > 1:
+        title += f"; each figure the median of {runs} fresh servers"
     emit_bench(
         title,
         ["figure", "value", "goal", "met"],
