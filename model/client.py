@@ -401,7 +401,7 @@ class InProcessBackend:
         self.model_path = Path(model_path) if model_path is not None else default_model_path()
         self.device = device
         self.threads = threads  # torch CPU threads: a count, "auto" or None (default)
-        # The layer projections' dtype (``Engine.load``); None: $DOCOMPLETE_MATMUL_DTYPE or fp32.
+        # The layer projections' dtype (``Engine.load``); None: $DOCOMPLETE_MATMUL_DTYPE or auto.
         self.matmul_dtype = matmul_dtype
         self.name = f"embedded:{self.model_path.name}"
         self.notices: list[str] = []  # as OpenAIBackend's; the engine never has to adapt

@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable, Hashable
@@ -92,11 +91,6 @@ BackendFactory = Callable[[tuple[str, ...], str | None, str | None], Backend]
 #: a build, the doctest sandbox) OpenMP threads waiting on each other made decode steps ~10x
 #: slower than one thread (2 cores under load: 126-474 ms per step against 22-44 ms).
 ENGINE_THREADS = "auto"
-#: The embedded engine's layer projections in bf16 where the CPU multiplies bf16 natively (AMX
-#: or AVX512-BF16; float32 elsewhere): a decode step reads half the weight bytes. The bundled
-#: model was trained under bf16 autocast; docs/BENCHMARKS.md has the latency and pass-rate
-#: comparison. ``DOCOMPLETE_MATMUL_DTYPE=float32`` (or bfloat16) overrides it.
-ENGINE_MATMUL_DTYPE = "auto"
 
 
 def default_backend_factory(
@@ -105,12 +99,9 @@ def default_backend_factory(
     from model.client import make_backend
 
     if spec == ("embedded",):
-        return make_backend(
-            "embedded",
-            model_path=model_path,
-            threads=ENGINE_THREADS,
-            matmul_dtype=os.environ.get("DOCOMPLETE_MATMUL_DTYPE") or ENGINE_MATMUL_DTYPE,
-        )
+        # The layer projections follow the engine's default (bf16 where the CPU multiplies it
+        # natively) or DOCOMPLETE_MATMUL_DTYPE, as `eval run` and `serve` do.
+        return make_backend("embedded", model_path=model_path, threads=ENGINE_THREADS)
     # accept_fewer: a server that gives fewer than n candidates still gets its answer shown;
     # the client says so once through its notices (shown to the user by the server).
     return make_backend(list(spec), model_path=model_path, model_name=model_name, accept_fewer=True)

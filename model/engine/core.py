@@ -122,7 +122,8 @@ class Engine:
         ``"transformers"``, or ``"auto"`` (the first when the checkpoint allows it); default
         ``$DOCOMPLETE_MODEL_IMPL`` or auto (see ``model.engine.loading``).
         ``matmul_dtype``: ``"float32"``, ``"bfloat16"`` or ``"auto"`` for the torch Llama's
-        layer projections on the CPU; default ``$DOCOMPLETE_MATMUL_DTYPE`` or float32.
+        layer projections on the CPU; default ``$DOCOMPLETE_MATMUL_DTYPE`` or auto (bf16 where
+        the CPU multiplies it natively).
         """
         path = Path(path).expanduser()
         if not (path / "config.json").is_file():

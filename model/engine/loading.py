@@ -8,9 +8,10 @@ a plain Llama checkpoint with a plain ``tokenizer.json`` is read with ``safetens
 ``Engine.load(implementation=…)``) forces one side: ``torch``, ``transformers``, or ``auto``.
 
 ``DOCOMPLETE_MATMUL_DTYPE`` (or ``Engine.load(matmul_dtype=…)``) picks the dtype of the torch
-Llama's layer projections on the CPU: ``float32`` (the default: every value as the checkpoint
-computes in fp32), ``bfloat16``, or ``auto`` (bf16 where the CPU multiplies bf16 natively, AMX
-or AVX512-BF16). See ``TorchLlama.use_matmul_dtype``.
+Llama's layer projections on the CPU: ``auto`` (the default: bf16 where the CPU multiplies bf16
+natively, AMX or AVX512-BF16, else float32), ``float32`` (every value as the checkpoint computes
+in fp32) or ``bfloat16``. One default for every caller, so ``eval run`` and ``serve`` measure
+and serve the arithmetic the editor's embedded engine uses. See ``TorchLlama.use_matmul_dtype``.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ IMPLEMENTATION_ENV = "DOCOMPLETE_MODEL_IMPL"
 IMPLEMENTATIONS = ("auto", "torch", "transformers")
 MATMUL_DTYPE_ENV = "DOCOMPLETE_MATMUL_DTYPE"
 MATMUL_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
-DEFAULT_MATMUL_DTYPE = "float32"
+DEFAULT_MATMUL_DTYPE = "auto"
 
 
 @dataclass(frozen=True)

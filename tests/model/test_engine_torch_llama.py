@@ -81,7 +81,8 @@ def test_tiny_llama_torch_path_equals_transformers(
     path = tiny_models[name]
     if name.endswith("sharded"):
         assert (path / "model.safetensors.index.json").is_file()
-    ours = Engine.load(path, shared_prefix=shared_prefix)
+    # fp32 projections: the torch path is exact only at the checkpoint's own arithmetic.
+    ours = Engine.load(path, shared_prefix=shared_prefix, matmul_dtype="float32")
     reference = Engine.load(path, shared_prefix=shared_prefix, implementation="transformers")
     _assert_same_generations(ours, reference, max_tokens=16)
 
@@ -89,7 +90,7 @@ def test_tiny_llama_torch_path_equals_transformers(
 @pytest.mark.slow
 @pytest.mark.skipif(not (BUNDLED / "config.json").is_file(), reason="bundled model not built")
 def test_bundled_model_torch_path_equals_transformers() -> None:
-    ours = Engine.load(BUNDLED, device="cpu")
+    ours = Engine.load(BUNDLED, device="cpu", matmul_dtype="float32")
     reference = Engine.load(BUNDLED, device="cpu", implementation="transformers")
     _assert_same_generations(ours, reference, max_tokens=32)
 
