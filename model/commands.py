@@ -86,7 +86,7 @@ def register(commands: argparse._SubParsersAction, bench: argparse._SubParsersAc
     decode.add_argument(
         "--matmul-dtype",
         choices=("float32", "bfloat16", "auto"),
-        help="layer projections' dtype (default: $DOCOMPLETE_MATMUL_DTYPE or float32)",
+        help="layer projections' dtype (default: $DOCOMPLETE_MATMUL_DTYPE or auto, as the editor)",
     )
     decode.add_argument("--json", type=Path, help="write figures here")
     decode.set_defaults(func=run_bench_decode)
