@@ -348,6 +348,19 @@ local ok, err = xpcall(function()
   report.sent_total = sent
   step("recovered")
 
+  -- Accept one line: the rest is shown again, from the server's cache (the backend would answer
+  -- the whole body again), then accepted whole.
+  report.accepted_line = docomplete.accept_line(bufnr)
+  report.lines_after_line = vim.api.nvim_buf_get_lines(bufnr, 0, -1, false)
+  report.cursor_after_line = vim.api.nvim_win_get_cursor(0)
+  vim.wait(20000, function() return docomplete.ghost_text(bufnr) ~= nil end, 20)
+  report.ghost_after_line = docomplete.ghost_text(bufnr) or vim.NIL
+  vim.wait(200)
+  local client = lsp.client_for(bufnr)
+  local response = client:request_sync("docomplete/telemetry", {}, 5000, bufnr)
+  report.telemetry = response and response.result and response.result.events or {}
+  step("accepted a line")
+
   report.accepted_multiline = docomplete.accept(bufnr)
   report.lines_after_multiline = vim.api.nvim_buf_get_lines(bufnr, 0, -1, false)
   report.cursor_after_multiline = vim.api.nvim_win_get_cursor(0)
@@ -429,6 +442,20 @@ def test_suggestions_resume_after_a_cancelled_request(robustness_session: dict[s
         == "total = a\n    total += b\n\n    return total"
     )
     assert robustness_session["sent_total"] == 2
+
+
+def test_accept_line_inserts_one_line_and_shows_the_rest_from_the_cache(
+    robustness_session: dict[str, Any],
+) -> None:
+    assert robustness_session["accepted_line"] is True
+    lines = robustness_session["lines_after_line"]
+    assert lines[BODY_ROW - 1 : BODY_ROW + 1] == ["    total = a", "    "]
+    assert robustness_session["cursor_after_line"] == [BODY_ROW + 1, len("    ")]
+    assert robustness_session["ghost_after_line"] == "total += b\n\n    return total"
+    # The rest came from the cache: the backend answered only the recovery request.
+    assert robustness_session["backend_completed"] == 1
+    [partial] = [e for e in robustness_session["telemetry"] if e["event"] == "partial"]
+    assert partial["acceptedChars"] == len("total = a\n    ")
 
 
 def test_multiline_body_is_drawn_below_and_inserted_with_its_blank_line(

@@ -65,6 +65,9 @@ local function set_keymaps(bufnr)
   map(keys.accept, "docomplete: accept suggestion", function()
     M.accept(bufnr)
   end)
+  map(keys.accept_line, "docomplete: accept one line of the suggestion", function()
+    M.accept_line(bufnr)
+  end)
   map(keys.dismiss, "docomplete: dismiss suggestion", function()
     M.dismiss(bufnr)
   end)
@@ -231,6 +234,16 @@ function M.accept(bufnr)
     return vim.lsp.inline_completion.get({ bufnr = bufnr }) or false
   end
   return inline.accept(bufnr)
+end
+
+--- Accepts the first line of the suggestion shown now (all of a one-line one) and shows the
+--- rest; false when none is shown. With Neovim's native inline completion: the whole of it.
+function M.accept_line(bufnr)
+  bufnr = bufnr or vim.api.nvim_get_current_buf()
+  if use_native() then
+    return M.accept(bufnr)
+  end
+  return inline.accept(bufnr, true)
 end
 
 function M.dismiss(bufnr)

@@ -234,14 +234,36 @@ function M.insert_item(bufnr, client, item, default_position)
   return true
 end
 
---- Accepts the suggestion shown now. Returns false when there was none.
+--- The item that inserts only `item`'s first line, with the next line's indentation (so the
+--- cursor lands where the rest goes on), and reports a partial accept of that many characters.
+local function first_line_of(item)
+  local newline = item.text:find("\n", 1, true)
+  local indent = item.text:match("^[ \t]*", newline + 1)
+  local text = item.text:sub(1, newline) .. indent
+  local command = item.command
+  local details = command and command.arguments and command.arguments[1]
+  if command and command.command == lsp.accept_command and type(details) == "table" then
+    local partial = vim.tbl_extend("force", details, { acceptedLength = vim.fn.strchars(text) })
+    command = { title = "docomplete: accepted a line", command = lsp.accept_partial_command,
+                arguments = { partial } }
+  end
+  return vim.tbl_extend("force", item, { text = text, command = command })
+end
+
+--- Accepts the suggestion shown now, or only its first line (`line`: the rest is then asked
+--- for again, which the server answers from its cache). Returns false when none was shown.
 ---@param bufnr integer
+---@param line boolean|nil
 ---@return boolean
-function M.accept(bufnr)
+function M.accept(bufnr, line)
   local state = states[bufnr]
   local item = state and state.items[state.index]
   if not item or not M.is_visible(bufnr) then
     return false
+  end
+  local partial = line and item.text:find("\n", 1, true) ~= nil
+  if partial then
+    item = first_line_of(item)
   end
   local client, anchor = state.client, state.anchor
   M.dismiss(bufnr)
@@ -253,7 +275,11 @@ function M.accept(bufnr)
     -- The user typed the start of the suggestion: replace that typed text with the whole item.
     item = vim.tbl_extend("force", item, { range = { start = range.start, ["end"] = cursor } })
   end
-  return M.insert_item(bufnr, client, item, cursor)
+  M.insert_item(bufnr, client, item, cursor)
+  if partial then
+    M.request(bufnr, lsp.trigger_kind.invoked)
+  end
+  return true
 end
 
 --- Shows the next (step 1) or previous (step -1) ranked suggestion. The inline answer may hold

@@ -9,6 +9,7 @@ M.methods = {
   execute = "workspace/executeCommand",
 }
 M.accept_command = "docomplete.accept"
+M.accept_partial_command = "docomplete.acceptPartial"
 M.trigger_kind = { invoked = 1, automatic = 2 }
 
 --- Our running client for a buffer, or nil.
