@@ -244,8 +244,11 @@ local function first_line_of(item)
   local details = command and command.arguments and command.arguments[1]
   if command and command.command == lsp.accept_command and type(details) == "table" then
     local partial = vim.tbl_extend("force", details, { acceptedLength = vim.fn.strchars(text) })
-    command = { title = "docomplete: accepted a line", command = lsp.accept_partial_command,
-                arguments = { partial } }
+    command = {
+      title = "docomplete: accepted a line",
+      command = lsp.accept_partial_command,
+      arguments = { partial },
+    }
   end
   return vim.tbl_extend("force", item, { text = text, command = command })
 end
