@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import math
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
@@ -71,6 +71,16 @@ class CandidateStream:
         self._loop = asyncio.get_running_loop()
         self._queue: asyncio.Queue[tuple[int, Candidate] | _End] = asyncio.Queue()
         self._done = False
+
+    @classmethod
+    def of(cls, candidates: Sequence[Candidate]) -> CandidateStream:
+        """A stream of samples that all finished already (a model server's whole answer), so
+        they go through the same early-answer path as the engine's. Call from the event loop."""
+        stream = cls(len(candidates))
+        for index, candidate in enumerate(candidates):
+            stream.deliver(index, candidate)
+        stream.end()
+        return stream
 
     # -- called from the engine thread ---------------------------------------------------------
     def deliver(self, sample_index: int, candidate: Candidate) -> None:

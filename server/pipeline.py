@@ -30,7 +30,7 @@ from model.protocol import (
     SamplingParams,
     estimate_tokens,
 )
-from model.streaming import StreamingBackend
+from model.streaming import CandidateStream, StreamingBackend
 from server.ab import sampling_params
 from server.backend_health import BackendFailure, BackendHealth
 from server.cache import CompletionCache
@@ -45,12 +45,11 @@ from server.early_answer import (
     log_answer,
 )
 from server.fim_prompt import FimLookupError, build_site_fim_prompt, resolve_fim_template
-from server.postprocess import CleanCandidate, clean_candidate, clean_candidates, syntax_checkable
-from server.ranking import DoctestOutcome, RankedCandidate, rank_candidates
+from server.postprocess import CleanCandidate, clean_candidate, syntax_checkable
+from server.ranking import DoctestOutcome, RankedCandidate
 from server.real_file_doctests import find_site_packages, run_site_doctests
 from server.request_log import RequestLog
 from server.suffix import fit_candidates
-from server.verdicts import order_by_verdict
 
 logger = logging.getLogger("server.pipeline")
 
@@ -341,37 +340,18 @@ class CompletionPipeline:
         backend = await self._ready_backend(config, log)
         prompt, params = await self._model_prompt(site, config, params)
         if isinstance(backend, StreamingBackend):
-            return await self._compute_streaming(
-                backend, prompt, site, config, params, affinity, log, started, key, arm_name
+            stream = backend.stream(prompt, params, budget=DECODE_BUDGET)
+        else:  # a model server answers all n at once: they are checked as one batch
+            stream = CandidateStream.of(
+                await self._sample(backend, prompt, config, params, affinity, log)
             )
-        raw = await self._sample(backend, prompt, config, params, affinity, log)
-        sampled = time.perf_counter()
-        fitted = fit_candidates(site, raw)  # against the code after the cursor
-        clean = clean_candidates(site, fitted, check_syntax=syntax_checkable(site))
-        cleaned = time.perf_counter()
-        outcomes = await self._doctests(site, config, clean, log)
-        checked = time.perf_counter()
-        ranked = order_by_verdict(rank_candidates(clean, outcomes))
-        timings = {
-            "sample": (sampled - started) * 1000,
-            "postprocess": (cleaned - sampled) * 1000,
-            "doctest": (checked - cleaned) * 1000,
-            "total": (time.perf_counter() - started) * 1000,
-        }
-        if ranked and ranked[0].doctest.status == "passed":
-            timings["firstPass"] = timings["total"]
-        log_answer(log, len(raw), ranked, timings, "all")
-        self.cache.put(key, site.prompt, ranked, arm_name)
-        steps = max((len(c.token_logprobs) for c in raw), default=0)
-        return _Answer(ranked, timings, len(raw), steps)
+        return await self._answer_from(stream, site, config, affinity, log, started, key, arm_name)
 
-    async def _compute_streaming(
+    async def _answer_from(
         self,
-        backend: StreamingBackend,
-        prompt: str,
+        stream: CandidateStream,
         site: CompletionSite,
         config: ServerConfig,
-        params: SamplingParams,
         affinity: str | None,
         log: RequestLog,
         started: float,
@@ -393,7 +373,7 @@ class CompletionPipeline:
             )
 
         streamed = StreamedCompletion(
-            backend.stream(prompt, params, budget=DECODE_BUDGET),
+            stream,
             site,
             prepare=prepare,
             run_doctests=doctests,

@@ -1,10 +1,11 @@
 """Latency behaviour with the embedded (streaming) backend, through a real stdio session.
 
-Answering as soon as a candidate passes its doctests, the stragglers reaching the picker later,
-a slow embedded model answered at ``requestTimeout`` instead of being treated as down, and the
-model loading from ``initialize``. How long each sample takes cannot be steered on a real model,
-so the first three use the scripted streaming backend (tests/fixtures/scripted_stream.py) behind
-a real ``docomplete lsp``; the last one loads a real (tiny) model.
+Answering as soon as a candidate passes its doctests or when its doctests run long (also for a
+model server's candidates), the stragglers reaching the picker later, a slow embedded model
+answered at ``requestTimeout`` instead of being treated as down, and the model loading from
+``initialize``. How long each sample takes cannot be steered on a real model, so these use the
+scripted streaming backend (tests/fixtures/scripted_stream.py) or the scripted HTTP server
+behind a real ``docomplete lsp``; the last one loads a real (tiny) model.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from lsprotocol import types
 from pygls.lsp.client import LanguageClient
 
 from server.lsp_session import LspSession
+from tests.fixtures.scripted_backend import Reply, ScriptedBackend
 from tests.server.test_lsp_session import BODY_LINE, SOURCE, URI
 
 FAST_PASS = "    return ' '.join(sentence.split()[::-1])\n"
@@ -96,6 +98,23 @@ async def test_a_candidate_looping_in_its_doctests_does_not_hold_the_answer(tmp_
         # The cache now holds the verdicts: asked again, nothing failing is ghost text.
         again = await session.inline(URI, BODY_LINE, 4)
         assert not again.items
+
+
+async def test_a_model_servers_looping_candidate_does_not_hold_the_answer_either() -> None:
+    # A model server answers all n at once; its candidates are checked as one batch, with the
+    # same patience as the embedded engine's.
+    loops = "    while True:\n        pass\n"
+    with ScriptedBackend([Reply([loops, FAILS], [-0.1, -0.3])]) as server:
+        settings = {"backend": server.url, "n": 2, "doctestTimeout": 4}
+        async with LspSession(settings) as session:
+            session.open(URI, SOURCE)
+            inline = await session.inline(URI, BODY_LINE, 4)
+            assert inline.items[0].insert_text == "while True:\n        pass"
+            [event] = [e for e in await session.telemetry() if e["event"] == "completion"]
+            assert (event["answered"], event["doctest"]) == ("doctests-slow", "checking")
+            picked = await session.candidates(URI, BODY_LINE, 4)
+            statuses = sorted(c["doctest"]["status"] for c in picked["candidates"])
+            assert statuses == ["failed", "timeout"]
 
 
 async def test_the_next_request_stops_a_previous_requests_looping_doctests(tmp_path: Path):
