@@ -16,10 +16,13 @@ llama.cpp).
 from __future__ import annotations
 
 import json
+import logging
 import re
 from collections.abc import Container, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+log = logging.getLogger(__name__)
 
 _PLACEHOLDER_RE = re.compile(r"\{(pre|suf|mid|prefix|suffix)\}")
 
@@ -230,6 +233,19 @@ def _strings(items: Iterable[object]) -> list[str]:
 MODELS_TIMEOUT_S = 3.0
 
 
+def fim_auto_declined(model_dir: str | Path) -> str | None:
+    """The reason a model directory's ``docomplete.json`` gives for not being prompted with
+    FIM under ``fimTemplate: auto`` (``"fim_auto": false``, ``"fim_auto_reason"``), or None:
+    its FIM markers exist, but it fills in worse than it completes left to right."""
+    try:
+        meta = json.loads((Path(model_dir) / "docomplete.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(meta, dict) or meta.get("fim_auto") is not False:
+        return None
+    return str(meta.get("fim_auto_reason") or "its docomplete.json sets fim_auto to false")
+
+
 class FimLookupError(RuntimeError):
     """The model server could not be asked which model it serves (try again later)."""
 
@@ -241,7 +257,9 @@ def _models_url(url: str) -> str:
 
 def template_from_server(url: str, timeout_s: float = MODELS_TIMEOUT_S) -> FimTemplate | None:
     """The template ``GET /v1/models`` points at: a ``fim_template`` field (docomplete's own
-    server names it), else the model id (``Qwen/Qwen2.5-Coder-7B`` → qwen), else None."""
+    server names it), else the model id (``Qwen/Qwen2.5-Coder-7B`` → qwen), else None. None
+    too when docomplete's server says its model declines FIM for ``auto`` (``"fim_auto":
+    false``, from the model directory's ``docomplete.json``)."""
     import httpx
 
     try:
@@ -252,6 +270,9 @@ def template_from_server(url: str, timeout_s: float = MODELS_TIMEOUT_S) -> FimTe
     for entry in entries if isinstance(entries, list) else []:
         if not isinstance(entry, dict):
             continue
+        if entry.get("fim_auto") is False:
+            log.info("%s: %s", url, entry.get("fim_auto_reason") or "the model declines FIM")
+            return None
         named = entry.get("fim_template")
         if isinstance(named, str):
             try:

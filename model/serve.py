@@ -29,7 +29,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 
 from model.engine import Engine, GenerationRequest
-from model.fim import FimTemplate, find_fim_template
+from model.fim import FimTemplate, fim_auto_declined, find_fim_template
 from model.serve_protocol import (
     DEFAULT_MAX_ROWS,
     CompletionRequest,
@@ -96,8 +96,11 @@ def create_app(
     max_batch: int = 256,
     max_queue: int = 64,
     max_rows: int = DEFAULT_MAX_ROWS,
+    fim_declined: str | None = None,
 ) -> FastAPI:
-    """The FastAPI app serving ``engine``; the scheduler starts with the app's lifespan."""
+    """The FastAPI app serving ``engine``; the scheduler starts with the app's lifespan.
+    ``fim_declined``: why the model should not get FIM prompts unless a client names the template
+    (its directory's ``docomplete.json``); ``GET /v1/models`` says so to ``fimTemplate: auto``."""
     metrics = Metrics()
     fim = model_fim_template(engine)
     label = token_labeller(engine.tokenizer)
@@ -134,6 +137,11 @@ def create_app(
                     "max_model_len": engine.max_context,
                     # Which fill-in-the-middle tokens ``suffix`` uses (None: no FIM).
                     "fim_template": fim.name if fim is not None else None,
+                    **(
+                        {"fim_auto": False, "fim_auto_reason": fim_declined}
+                        if fim is not None and fim_declined is not None
+                        else {}
+                    ),
                 }
             ],
         }
@@ -338,6 +346,12 @@ def serve(
     import uvicorn
 
     engine = Engine.load(model_path, device=device)
-    app = create_app(engine, max_batch=max_batch, max_queue=max_queue, max_rows=max_rows)
+    app = create_app(
+        engine,
+        max_batch=max_batch,
+        max_queue=max_queue,
+        max_rows=max_rows,
+        fim_declined=fim_auto_declined(model_path),
+    )
     print(f"docomplete: serving {engine.name} on http://{host}:{port}/v1", flush=True)
     uvicorn.run(app, host=host, port=port, log_level="warning")

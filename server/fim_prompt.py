@@ -6,8 +6,8 @@ tokenizer for the embedded backend; for a server URL it asks ``GET /v1/models`` 
 own server says its template; other servers are matched by model id) and reads the tokenizer at
 ``modelPath`` when one is set. A local model directory may decline ``auto`` in its
 ``docomplete.json`` (``"fim_auto": false`` with a reason): its FIM markers exist but it fills in
-worse than it completes left to right (the bundled v2 checkpoint, see its model card); a named
-``fimTemplate`` still uses them. Without a template the left-to-right prompt is sent unchanged.
+worse than it completes left to right (the bundled checkpoint, see its model card); a named
+``fimTemplate`` still uses them. ``docomplete serve`` passes that on in ``GET /v1/models``. Without a template the left-to-right prompt is sent unchanged.
 
 The prompt's prefix is the site's prompt and its suffix the document after the cursor; the
 suffix gets at most a quarter of the context budget and both are cut at line boundaries (the
@@ -16,12 +16,11 @@ prefix from its top, the suffix from its end).
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable
 from pathlib import Path
 
-from model.fim import FimLookupError, FimTemplate, build_fim_prompt
+from model.fim import FimLookupError, FimTemplate, build_fim_prompt, fim_auto_declined
 from model.fim import resolve_fim_template as resolve_model_fim_template
 from server.context import CompletionSite
 
@@ -60,15 +59,7 @@ def model_declines_fim(backend: tuple[str, ...], model_path: str | None) -> str 
         from model.paths import default_model_path
 
         directory = default_model_path()
-    if directory is None:
-        return None
-    try:
-        meta = json.loads((Path(directory) / "docomplete.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    if not isinstance(meta, dict) or meta.get("fim_auto") is not False:
-        return None
-    return str(meta.get("fim_auto_reason") or "its docomplete.json sets fim_auto to false")
+    return fim_auto_declined(directory) if directory is not None else None
 
 
 def _fit_lines(text: str, budget: int, count: Callable[[str], int], *, from_end: bool) -> str:

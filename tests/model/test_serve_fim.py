@@ -56,6 +56,27 @@ def test_suffix_fills_in_the_middle_with_the_models_fim_tokens(
     assert plain.json()["usage"]["prompt_tokens"] == fim_engine.count_tokens(PREFIX)
 
 
+def test_a_model_declining_auto_fim_says_so_and_auto_then_prompts_left_to_right(
+    fim_engine: Engine,
+) -> None:
+    """The bundled model's docomplete.json declines `fimTemplate: auto`; served over HTTP, an
+    editor asking the server must get the same answer as with the embedded model, while a
+    client that names the template (or sends ``suffix``) still gets FIM."""
+    from model.fim import resolve_fim_template
+    from model.serve import create_app
+
+    reason = "fills in worse than it completes left to right"
+    with ServerThread(create_app(fim_engine, fim_declined=reason)) as server:
+        [entry] = httpx.get(f"{server.url}/v1/models").json()["data"]
+        assert (entry["fim_template"], entry["fim_auto"]) == ("starcoder", False)
+        assert entry["fim_auto_reason"] == reason
+        assert resolve_fim_template("auto", (server.url,), None) is None
+        named = resolve_fim_template("starcoder", (server.url,), None)
+        assert named is not None and named.name == "starcoder"
+        answer = _complete(server, {"prompt": PREFIX, "suffix": SUFFIX, "max_tokens": 2})
+        assert answer.status_code == 200, answer.text
+
+
 def test_echo_with_a_suffix_repeats_the_prompt_as_sent(fim_server: ServerThread) -> None:
     body = {"prompt": [PREFIX, "x = "], "suffix": SUFFIX, "max_tokens": 4, "echo": True}
     choices = _complete(fim_server, body).json()["choices"]
