@@ -161,6 +161,9 @@ class OpenAIBackend:
     ) -> list[list[Candidate]]:
         if not prompts:
             return []
+        if params.scope_indent is not None:
+            for replica in self.replicas:  # which of them take scope_indent (asked once each)
+                await self._server_kind(replica)
         n = params.n
         got: list[list[Candidate]] = [[] for _ in prompts]
         failure: BackendError | None = None
@@ -259,6 +262,10 @@ class OpenAIBackend:
         def body_for(replica: Replica) -> dict[str, Any]:
             sent.clear()
             sent.update(self._with_model(payload, replica))
+            if params.scope_indent is not None and self.capabilities[replica.url].kind == (
+                "docomplete"
+            ):  # docomplete's own server ends a sample when it leaves the function
+                sent["scope_indent"] = params.scope_indent
             return sent
 
         replica, response = await self.pool.post(
@@ -343,7 +350,8 @@ class OpenAIBackend:
         )
 
     async def _server_kind(self, replica: Replica) -> ServerKind | None:
-        """Which server this is (probed once, only when a message should name its flags)."""
+        """Which server this is (probed once: when a message should name its flags, or when a
+        request's ``scope_indent`` could go to docomplete's own server)."""
         caps = self.capabilities[replica.url]
         if caps.kind is None and replica.url not in self._kind_probed:
             self._kind_probed.add(replica.url)

@@ -26,8 +26,9 @@ class SamplingParams:
     ``scope_indent`` (optional, not part of the OpenAI subset) ends a sample as soon as it leaves
     the function being written: a line after the sample's first non-blank line that starts at
     column <= ``scope_indent`` (and left of that first line) is cut off, like a stop string. The
-    in-process engine applies it while decoding; HTTP backends ignore it (the LSP server cuts
-    the same text in post-processing).
+    in-process engine applies it while decoding, and so does ``docomplete serve`` (the client
+    sends it there as the ``scope_indent`` field); other servers do not get it (the LSP server
+    cuts the same text in post-processing).
     """
 
     n: int = 1

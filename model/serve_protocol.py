@@ -119,6 +119,11 @@ def parse_completion_request(
         or not 0 <= logprobs_field <= MAX_LOGPROBS
     ):
         raise InvalidParam("logprobs", f"'logprobs' must be an integer in [0, {MAX_LOGPROBS}]")
+    scope_field = body.get("scope_indent")  # a docomplete extension, see SamplingParams
+    if scope_field is not None and (
+        isinstance(scope_field, bool) or not isinstance(scope_field, int) or scope_field < 0
+    ):
+        raise InvalidParam("scope_indent", "'scope_indent' must be an integer >= 0")
     echo = body.get("echo", False)
     stream = body.get("stream", False)
     for name, value in (("echo", echo), ("stream", stream)):
@@ -133,6 +138,7 @@ def parse_completion_request(
         max_tokens=max_tokens,
         stop=stop,
         seed=seed_field % (1 << 31) if seed_field is not None else None,
+        scope_indent=scope_field,
     )
     return CompletionRequest(engine_prompts, params, logprobs_field, echo, stream, prompts)
 

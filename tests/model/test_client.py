@@ -8,6 +8,7 @@ choices that a real model cannot give deterministically.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import random
 import socket
 import subprocess
@@ -111,6 +112,38 @@ async def test_complete_against_the_model_server(model_server: ServerThread) -> 
         assert len(candidate.token_logprobs) == len(candidate.tokens)
         if candidate.token_logprobs:
             assert candidate.mean_logprob <= 0
+
+
+async def test_scope_indent_goes_to_our_server_only_and_ends_samples_as_the_engine_does(
+    model_server: ServerThread, engine: Engine
+) -> None:
+    """The editor's "stop when the sample leaves the function" reaches docomplete's own server
+    (which then ends samples exactly where the in-process engine does), never another one."""
+    from tests.fixtures.scripted_backend import Reply, ScriptedBackend
+
+    # A seed where the tiny model's samples leave the function (column <= 4) within 40 tokens.
+    params = SamplingParams(n=4, temperature=1.0, max_tokens=40, seed=14, scope_indent=4)
+    backend = OpenAIBackend([model_server.url], timeout_s=60)
+    try:
+        [served] = await backend.complete([PROMPT], params)
+    finally:
+        await backend.aclose()
+    assert backend.capabilities[model_server.url].kind == "docomplete"
+    [local] = engine.generate([PROMPT], params)
+    assert [c.text for c in served] == [c.text for c in local]
+    [unscoped] = engine.generate([PROMPT], dataclasses.replace(params, scope_indent=None))
+    assert [c.text for c in served] != [c.text for c in unscoped]
+
+    reply = Reply(["    return a + b\n"], [-0.1])
+    for owner, expected in (("vllm", None), ("docomplete", 4)):
+        with ScriptedBackend([reply], owned_by=owner) as other:
+            client = OpenAIBackend([other.url], timeout_s=10)
+            try:
+                await client.complete([PROMPT], dataclasses.replace(params, n=1))
+            finally:
+                await client.aclose()
+            [sent] = [r for r in other.requests if "prompt" in r]
+            assert sent.get("scope_indent") == expected
 
 
 async def test_our_server_needs_no_adapting_until_n_passes_its_limit(

@@ -207,6 +207,8 @@ def test_too_many_rows_in_one_request_get_a_400_naming_the_limit(
         ({"prompt": PROMPT, "stop": 5}, "stop"),
         ({"prompt": PROMPT, "logprobs": 9}, "logprobs"),
         ({"prompt": PROMPT, "seed": "x"}, "seed"),
+        ({"prompt": PROMPT, "scope_indent": -4}, "scope_indent"),
+        ({"prompt": PROMPT, "scope_indent": True}, "scope_indent"),
         ({"prompt": 42}, "prompt"),
         ({"max_tokens": 4}, "prompt"),
     ],
