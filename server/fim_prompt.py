@@ -7,7 +7,8 @@ own server says its template; other servers are matched by model id) and reads t
 ``modelPath`` when one is set. A local model directory may decline ``auto`` in its
 ``docomplete.json`` (``"fim_auto": false`` with a reason): its FIM markers exist but it fills in
 worse than it completes left to right (the bundled checkpoint, see its model card); a named
-``fimTemplate`` still uses them. ``docomplete serve`` passes that on in ``GET /v1/models``. Without a template the left-to-right prompt is sent unchanged.
+``fimTemplate`` still uses them. ``docomplete serve`` passes that on in ``GET /v1/models``.
+Without a template the left-to-right prompt is sent unchanged.
 
 The prompt's prefix is the site's prompt and its suffix the document after the cursor; the
 suffix gets at most a quarter of the context budget and both are cut at line boundaries (the
