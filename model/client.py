@@ -23,6 +23,7 @@ is checked (``model.completions``). What it had to adapt to is said once per ser
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import threading
 from collections.abc import Callable, Hashable, Sequence
@@ -161,8 +162,8 @@ class OpenAIBackend:
     ) -> list[list[Candidate]]:
         if not prompts:
             return []
-        if params.scope_indent is not None:
-            for replica in self.replicas:  # which of them take scope_indent (asked once each)
+        if params.scope_indent is not None or params.decode_budget is not None:
+            for replica in self.replicas:  # which of them take these extensions (asked once)
                 await self._server_kind(replica)
         n = params.n
         got: list[list[Candidate]] = [[] for _ in prompts]
@@ -262,10 +263,13 @@ class OpenAIBackend:
         def body_for(replica: Replica) -> dict[str, Any]:
             sent.clear()
             sent.update(self._with_model(payload, replica))
-            if params.scope_indent is not None and self.capabilities[replica.url].kind == (
-                "docomplete"
-            ):  # docomplete's own server ends a sample when it leaves the function
-                sent["scope_indent"] = params.scope_indent
+            if self.capabilities[replica.url].kind == "docomplete":
+                # docomplete's own server ends a sample when it leaves the function, and cuts
+                # one far longer than its siblings, as the in-process engine does
+                if params.scope_indent is not None:
+                    sent["scope_indent"] = params.scope_indent
+                if params.decode_budget is not None:
+                    sent["decode_budget"] = dataclasses.asdict(params.decode_budget)
             return sent
 
         replica, response = await self.pool.post(
@@ -351,7 +355,7 @@ class OpenAIBackend:
 
     async def _server_kind(self, replica: Replica) -> ServerKind | None:
         """Which server this is (probed once: when a message should name its flags, or when a
-        request's ``scope_indent`` could go to docomplete's own server)."""
+        request's ``scope_indent`` / ``decode_budget`` could go to docomplete's own server)."""
         caps = self.capabilities[replica.url]
         if caps.kind is None and replica.url not in self._kind_probed:
             self._kind_probed.add(replica.url)

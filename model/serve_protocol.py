@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from model.fim import FimTemplate, build_fim_prompt
-from model.protocol import SamplingParams
+from model.protocol import DecodeBudget, SamplingParams
 from model.serve_text import Decode, Release, TokenLabel, detokenize, top_logprob_dicts
 
 if TYPE_CHECKING:
@@ -124,6 +125,7 @@ def parse_completion_request(
         isinstance(scope_field, bool) or not isinstance(scope_field, int) or scope_field < 0
     ):
         raise InvalidParam("scope_indent", "'scope_indent' must be an integer >= 0")
+    budget = _decode_budget(body.get("decode_budget"))
     echo = body.get("echo", False)
     stream = body.get("stream", False)
     for name, value in (("echo", echo), ("stream", stream)):
@@ -139,8 +141,30 @@ def parse_completion_request(
         stop=stop,
         seed=seed_field % (1 << 31) if seed_field is not None else None,
         scope_indent=scope_field,
+        decode_budget=budget,
     )
     return CompletionRequest(engine_prompts, params, logprobs_field, echo, stream, prompts)
+
+
+def _decode_budget(field_value: Any) -> DecodeBudget | None:
+    """The ``decode_budget`` extension: an object with any of DecodeBudget's fields, or null."""
+    if field_value is None:
+        return None
+    fields = {f.name: f.type for f in dataclasses.fields(DecodeBudget)}
+    if not isinstance(field_value, dict) or not set(field_value) <= set(fields):
+        raise InvalidParam(
+            "decode_budget", f"'decode_budget' must be an object with fields from {sorted(fields)}"
+        )
+    values: dict[str, Any] = {}
+    for name, value in field_value.items():
+        integral = fields[name] in ("int", int)
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if not number or value < 0 or (integral and not float(value).is_integer()):
+            raise InvalidParam("decode_budget", f"'decode_budget.{name}' must be a number >= 0")
+        if name == "quorum" and value > 1:
+            raise InvalidParam("decode_budget", "'decode_budget.quorum' must be at most 1")
+        values[name] = int(value) if integral else float(value)
+    return DecodeBudget(**values)
 
 
 def _fim_prompts(suffix: Any, prompts: list[str], fim: FimTemplate | None) -> list[str]:

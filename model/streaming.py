@@ -10,42 +10,14 @@ have no such API; callers fall back to ``Backend.complete``.
 from __future__ import annotations
 
 import asyncio
-import math
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
-from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
-from model.protocol import Candidate, SamplingParams
+from model.protocol import Candidate, DecodeBudget, SamplingParams
 
-
-@dataclass(frozen=True, kw_only=True)
-class DecodeBudget:
-    """Cuts a sample that runs far longer than its finished siblings.
-
-    Once ``quorum`` (a fraction of n) of a request's samples have ended on their own, the
-    longest of them after ``L`` tokens, each unfinished one ends (``finish_reason="length"``,
-    the LSP server keeps its longest compiling prefix) at
-    ``min(factor * L + slack, max(L + grace, floor))`` tokens: never far longer than its
-    siblings, and only ``grace`` tokens after them once they are past ``floor`` tokens. One
-    rambling sample then no longer holds the whole request. The defaults were chosen on the
-    bundled model (200 requests, docs/BENCHMARKS.md): no request lost its doctest-passing
-    candidate, and the 95th percentile of decode steps fell from 128 to 43.
-    """
-
-    quorum: float = 0.25
-    factor: float = 1.5
-    slack: int = 16
-    grace: int = 4
-    floor: int = 32
-
-    def limit(self, n: int, finished_lengths: list[int]) -> int | None:
-        """The token limit for the unfinished samples, or None while too few have finished."""
-        if not finished_lengths or len(finished_lengths) < math.ceil(self.quorum * n):
-            return None
-        longest = max(finished_lengths)
-        return min(int(self.factor * longest) + self.slack, max(longest + self.grace, self.floor))
+__all__ = ["CandidateStream", "DecodeBudget", "StreamingBackend", "start_stream"]
 
 
 class _End:

@@ -339,6 +339,7 @@ class CompletionPipeline:
     ) -> _Answer:
         backend = await self._ready_backend(config, log)
         prompt, params = await self._model_prompt(site, config, params)
+        params = dataclasses.replace(params, decode_budget=DECODE_BUDGET)
         if isinstance(backend, StreamingBackend):
             stream = backend.stream(prompt, params, budget=DECODE_BUDGET)
         else:  # a model server answers all n at once: they are checked as one batch

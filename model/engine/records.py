@@ -6,8 +6,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from model.protocol import Candidate, FinishReason, SamplingParams
-from model.streaming import DecodeBudget
+from model.protocol import Candidate, DecodeBudget, FinishReason, SamplingParams
 
 
 class EngineLoadError(RuntimeError):
@@ -51,7 +50,7 @@ class GenerationRequest:
     log-prob) pairs, or nothing); ``on_finish(sample_index, candidate)`` for each sample as soon
     as it ends. ``cancel`` drops this request's rows from the batch when set; ``truncate`` ends
     them at the next step with the text they have (``finish_reason="length"``); ``budget`` cuts
-    samples that run far longer than their finished siblings.
+    samples that run far longer than their finished siblings (default: ``params.decode_budget``).
     """
 
     prompt: str
@@ -67,6 +66,10 @@ class GenerationRequest:
     prompt_tokens: int = 0
     cancelled: bool = False
     results: list[GeneratedCandidate] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.budget is None:
+            self.budget = self.params.decode_budget
 
 
 @dataclass

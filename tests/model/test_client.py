@@ -26,6 +26,7 @@ from model.protocol import (
     BackendOverloaded,
     BackendRequestError,
     BackendUnavailable,
+    DecodeBudget,
     SamplingParams,
     estimate_tokens,
 )
@@ -114,15 +115,20 @@ async def test_complete_against_the_model_server(model_server: ServerThread) -> 
             assert candidate.mean_logprob <= 0
 
 
-async def test_scope_indent_goes_to_our_server_only_and_ends_samples_as_the_engine_does(
+async def test_scope_and_decode_budget_go_to_our_server_only_and_act_as_in_the_engine(
     model_server: ServerThread, engine: Engine
 ) -> None:
-    """The editor's "stop when the sample leaves the function" reaches docomplete's own server
-    (which then ends samples exactly where the in-process engine does), never another one."""
+    """The editor's "stop when the sample leaves the function" and "cut a sample far longer
+    than its siblings" reach docomplete's own server (which then ends samples exactly where the
+    in-process engine does), never another one."""
     from tests.fixtures.scripted_backend import Reply, ScriptedBackend
 
-    # A seed where the tiny model's samples leave the function (column <= 4) within 40 tokens.
-    params = SamplingParams(n=4, temperature=1.0, max_tokens=40, seed=14, scope_indent=4)
+    # A seed where the tiny model's samples leave the function (column <= 4) within 40 tokens,
+    # and a budget tight enough to cut the others once one has finished.
+    budget = DecodeBudget(quorum=0.25, factor=1.0, slack=0, grace=0, floor=1)
+    params = SamplingParams(
+        n=4, temperature=1.0, max_tokens=40, seed=14, scope_indent=4, decode_budget=budget
+    )
     backend = OpenAIBackend([model_server.url], timeout_s=60)
     try:
         [served] = await backend.complete([PROMPT], params)
@@ -131,11 +137,13 @@ async def test_scope_indent_goes_to_our_server_only_and_ends_samples_as_the_engi
     assert backend.capabilities[model_server.url].kind == "docomplete"
     [local] = engine.generate([PROMPT], params)
     assert [c.text for c in served] == [c.text for c in local]
-    [unscoped] = engine.generate([PROMPT], dataclasses.replace(params, scope_indent=None))
-    assert [c.text for c in served] != [c.text for c in unscoped]
+    for without in ({"scope_indent": None}, {"decode_budget": None}):
+        [other] = engine.generate([PROMPT], dataclasses.replace(params, **without))
+        assert [c.text for c in served] != [c.text for c in other], without
 
     reply = Reply(["    return a + b\n"], [-0.1])
-    for owner, expected in (("vllm", None), ("docomplete", 4)):
+    sent_budget = dataclasses.asdict(budget)
+    for owner, expected in (("vllm", (None, None)), ("docomplete", (4, sent_budget))):
         with ScriptedBackend([reply], owned_by=owner) as other:
             client = OpenAIBackend([other.url], timeout_s=10)
             try:
@@ -143,7 +151,7 @@ async def test_scope_indent_goes_to_our_server_only_and_ends_samples_as_the_engi
             finally:
                 await client.aclose()
             [sent] = [r for r in other.requests if "prompt" in r]
-            assert sent.get("scope_indent") == expected
+            assert (sent.get("scope_indent"), sent.get("decode_budget")) == expected
 
 
 async def test_our_server_needs_no_adapting_until_n_passes_its_limit(
