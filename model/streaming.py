@@ -1,4 +1,4 @@
-"""Candidates as they finish: the in-process engine's streaming API and its decode budget.
+"""Candidates as they finish: the in-process engine's streaming API.
 
 Light tier (no torch at import). ``InProcessBackend.stream`` returns a :class:`CandidateStream`:
 the engine thread hands over each sample the moment it ends (EOS, stop string, scope stop,

@@ -20,8 +20,7 @@ from typing import Any
 
 from evalkit.candidate_policy import mean_logprob_of
 from evalkit.sandbox_layers import JobsCancelled
-from model.protocol import Candidate
-from model.streaming import DecodeBudget
+from model.protocol import Candidate, DecodeBudget
 from server.context import CompletionSite
 from server.postprocess import CleanCandidate, normalised_key
 from server.ranking import DoctestOutcome, RankedCandidate, preference, rank_candidates

@@ -14,8 +14,7 @@ from pathlib import Path
 
 from model.engine import Engine, GenerationRequest
 from model.engine.sampling import scope_exit
-from model.protocol import SamplingParams
-from model.streaming import DecodeBudget
+from model.protocol import DecodeBudget, SamplingParams
 
 PROMPT = 'def add(a: int, b: int) -> int:\n    """Return the sum of a and b."""\n'
 
