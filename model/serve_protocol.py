@@ -150,14 +150,15 @@ def _decode_budget(field_value: Any) -> DecodeBudget | None:
     """The ``decode_budget`` extension: an object with any of DecodeBudget's fields, or null."""
     if field_value is None:
         return None
-    fields = {f.name: f.type for f in dataclasses.fields(DecodeBudget)}
-    if not isinstance(field_value, dict) or not set(field_value) <= set(fields):
+    defaults = dataclasses.asdict(DecodeBudget())  # the fields, and which of them are integers
+    if not isinstance(field_value, dict) or not set(field_value) <= set(defaults):
         raise InvalidParam(
-            "decode_budget", f"'decode_budget' must be an object with fields from {sorted(fields)}"
+            "decode_budget",
+            f"'decode_budget' must be an object with fields from {sorted(defaults)}",
         )
     values: dict[str, Any] = {}
     for name, value in field_value.items():
-        integral = fields[name] in ("int", int)
+        integral = isinstance(defaults[name], int)
         number = isinstance(value, (int, float)) and not isinstance(value, bool)
         if not number or value < 0 or (integral and not float(value).is_integer()):
             raise InvalidParam("decode_budget", f"'decode_budget.{name}' must be a number >= 0")

@@ -61,12 +61,15 @@ def test_demo_without_the_model_names_the_fix(tmp_path: Path):
     assert "Traceback" not in result.stderr
 
 
+def bench_lsp(backend: ScriptedBackend, out: Path, *args: str):
+    """``docomplete bench lsp`` against the scripted server, figures written to ``out``."""
+    return run_cli("bench", "lsp", "--backend", backend.url, *args, "--json", str(out))
+
+
 def test_bench_lsp_writes_its_figures(tmp_path: Path):
     out = tmp_path / "lsp.json"
     with ScriptedBackend(DEMO_REPLIES) as backend:
-        result = run_cli(
-            "bench", "lsp", "--backend", backend.url, "--requests", "4", "--json", str(out)
-        )
+        result = bench_lsp(backend, out, "--requests", "4")
     assert result.returncode == 0, result.stderr
     figures = json.loads(out.read_text())
     assert figures["requests"] == 4 and figures["n"] == 4
@@ -81,10 +84,7 @@ def test_bench_lsp_writes_its_figures(tmp_path: Path):
 def test_bench_lsp_temperature_reaches_the_model_server(tmp_path: Path):
     out = tmp_path / "lsp.json"
     with ScriptedBackend(DEMO_REPLIES) as backend:
-        result = run_cli(
-            "bench", "lsp", "--backend", backend.url, "--requests", "2", "--temperature", "0.3",
-            "--json", str(out),
-        )  # fmt: skip
+        result = bench_lsp(backend, out, "--requests", "2", "--temperature", "0.3")
         sent = {r.get("temperature") for r in backend.requests if "prompt" in r}
     assert result.returncode == 0, result.stderr
     assert sent == {0.3}
@@ -95,10 +95,7 @@ def test_bench_lsp_temperature_reaches_the_model_server(tmp_path: Path):
 def test_bench_lsp_runs_reports_medians_of_fresh_servers(tmp_path: Path):
     out = tmp_path / "lsp.json"
     with ScriptedBackend(DEMO_REPLIES) as backend:
-        result = run_cli(
-            "bench", "lsp", "--backend", backend.url, "--requests", "2", "--runs", "2",
-            "--json", str(out),
-        )  # fmt: skip
+        result = bench_lsp(backend, out, "--requests", "2", "--runs", "2")
         # Each run is a fresh server (an empty cache): the workload reaches the model twice.
         prompts = [r for r in backend.requests if "prompt" in r]
     assert result.returncode == 0, result.stderr
@@ -116,9 +113,7 @@ def test_bench_lsp_runs_reports_medians_of_fresh_servers(tmp_path: Path):
 def test_bench_lsp_cold_starts_measures_fresh_servers(tmp_path: Path):
     out = tmp_path / "cold.json"
     with ScriptedBackend(DEMO_REPLIES) as backend:
-        result = run_cli(
-            "bench", "lsp", "--backend", backend.url, "--cold-starts", "2", "--json", str(out)
-        )
+        result = bench_lsp(backend, out, "--cold-starts", "2")
     assert result.returncode == 0, result.stderr
     figures = json.loads(out.read_text())
     assert figures["cold_starts"] == 2 and len(figures["cold_first_runs_ms"]) == 2
